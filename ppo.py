@@ -115,6 +115,18 @@ def check_args(args: Args) -> None:
             raise SystemExit(f"error: {message}")
 
 
+def draw_questions(n: int, data_order: np.ndarray, data_position: int):
+    """The next `n` question indices in a random order of the dataset that is reshuffled after
+    each pass (so no repeats within a pass). Returns them and the new (order, position)."""
+    drawn = []
+    while len(drawn) < n:
+        if data_position == len(data_order):
+            data_order, data_position = np.random.permutation(len(data_order)), 0
+        taken = data_order[data_position : data_position + n - len(drawn)].tolist()
+        drawn, data_position = drawn + taken, data_position + len(taken)
+    return drawn, data_order, data_position
+
+
 def pad_batch(prompts: list[list[int]], responses: list[list[int]], pad_id: int):
     """Left-pad prompts and right-pad responses so that every response starts in the same
     column: then a response's logits are one slice of the batch, `[:, width - 1 : -1]`."""
@@ -280,10 +292,8 @@ if __name__ == "__main__":
         t_start = time.perf_counter()
 
         # 1. sample questions: uniformly, without replacement within a pass over the dataset
-        if data_position + args.questions_per_iteration > len(data_order):
-            data_order, data_position = np.random.permutation(len(train)), 0
-        questions = [train[i] for i in data_order[data_position : data_position + args.questions_per_iteration]]
-        data_position += args.questions_per_iteration
+        drawn, data_order, data_position = draw_questions(args.questions_per_iteration, data_order, data_position)
+        questions = [train[i] for i in drawn]
 
         # 2. rollout: n completions per question from the current policy
         completions = generate(llm, [q["prompt"] for q in questions], args.completions_per_question, args.temperature, args.top_p, args.max_new_tokens)

@@ -3,8 +3,11 @@ the reference *final* answer (extracted once, at load time), as `grading.grade` 
 
 `--dataset` takes:
 - `arithmetic`: built in, generated from a seed, no download. Difficulty is the number of
-  digits of each operand and the number of operations; the default model solves one-digit
-  sums often, two- and three-digit ones sometimes, and two-operation ones almost never.
+  digits of each operand and the number of operations. Measured solve rates of the default
+  model (`benchmarks/solve_rates.py`, 8 samples at temperature 1): one-digit, one-operation
+  questions 56% (some always solved, some never), one-digit two-operation 5%, two-digit
+  one-operation 4%, three-digit 0%. The default mix is one or two digits, one operation:
+  always, sometimes and never solved questions side by side.
 - `gsm8k`: `openai/gsm8k` (config `main`) through Hugging Face `datasets`.
 - `math`: Hendrycks MATH as the VinePPO and LILO papers split it (Lightman et al.'s split):
   train on the 12k problems of MATH's train and test sets that are not in MATH-500, test
@@ -34,7 +37,7 @@ HUB = {  # name -> split -> list of (path, config, split) whose rows are concate
 FEWSHOT = {"arithmetic": [("What is 2 + 3?", "2 + 3 = 5. The answer is \\boxed{5}.")]}
 
 
-def make_arithmetic(n: int, seed: int, max_digits: int = 3, max_ops: int = 2) -> list[dict]:
+def make_arithmetic(n: int, seed: int, max_digits: int = 2, max_ops: int = 1) -> list[dict]:
     """`n` questions like "What is 47 + 8 * 3?", each of a random difficulty level
     (digits per operand in 1..max_digits, operations in 1..max_ops); same seed, same list."""
     rng = random.Random(seed)

@@ -59,17 +59,17 @@ def generate(
     n: int,
     temperature: float,
     top_p: float,
-    max_tokens: int,
+    max_tokens: int | list[int],
     stop: list[str] | None = None,
 ) -> list[list[Completion]]:
     """`n` completions for each tokenised prompt, in prompt order, in one batched call.
+    `max_tokens` is one limit for all prompts, or one per prompt.
 
     Prompts go in as token ids, never as text: re-tokenising decoded text can shift token
     boundaries, which would break the alignment of log-probs and step boundaries.
     """
-    params = SamplingParams(
-        n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, stop=stop or None
-    )
+    limits = max_tokens if isinstance(max_tokens, list) else [max_tokens] * len(prompts)
+    params = [SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=m, stop=stop or None) for m in limits]
     outputs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
     return [
         [Completion(list(c.token_ids), c.text, c.finish_reason == "length") for c in out.outputs]

@@ -143,3 +143,17 @@ def test_bad_input_ends_with_one_clear_message(flags, message, tiny_model):
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert message in result.stderr.strip().splitlines()[-1]
+
+
+def test_draw_questions_covers_the_dataset_once_per_pass():
+    import numpy as np
+
+    np.random.seed(0)
+    order, position, seen = np.random.permutation(10), 0, []
+    for _ in range(5):
+        drawn, order, position = ppo.draw_questions(4, order, position)
+        assert len(drawn) == 4
+        seen += drawn
+    assert sorted(seen[:10]) == list(range(10))  # the first pass: every question once
+    assert sorted(seen[10:20]) == list(range(10))  # the second pass, reshuffled
+    assert seen[:10] != seen[10:20]

@@ -1,0 +1,471 @@
+"""VinePPO for maths reasoning with a language model: Monte-Carlo values, no value network.
+
+With learnability sampling (LILO; Foster & Foerster, "Learning to Reason at the Frontier of
+Learnability"): each iteration generates for `oversample` times the questions it trains on,
+then keeps those with the highest learnability p(1 - p), p the share of a question's
+completions that are right, and trains on those same completions.
+
+Kazemnejad et al., "VinePPO: Unlocking RL Potential For LLM Reasoning Through Refined Credit
+Assignment". `ppo.py` with the value network replaced: each completion is split into
+reasoning steps, the value of every step prefix is the mean reward of K more completions
+sampled from it with vLLM, and each step's tokens get the advantage V(next) - V(this).
+Run `python vineppo.py --help`.
+"""
+
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import tyro
+from torch.utils.tensorboard import SummaryWriter
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from common.data import build_prompt, load_split
+from common.grading import extract_answer, grade
+from common.model import resolve_model
+from common.vllm_utils import generate, start_engine, sync_weights
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (the first part of the run name)"""
+    seed: int = 1
+    """seed of python, numpy, torch and vLLM"""
+    model: str | None = None
+    """Hugging Face model id or local folder; unset: the embedded SmolLM2-135M-Instruct"""
+    dataset: str = "arithmetic"
+    """arithmetic (built in), gsm8k, math, or a local .jsonl/.json/.parquet/.csv file"""
+    num_iterations: int = 20
+    """number of iterations (rollout + update) to train for"""
+    questions_per_iteration: int = 4
+    """questions sampled per iteration (VinePPO paper: 64)"""
+    completions_per_question: int = 4
+    """completions generated per question (VinePPO paper: 8)"""
+    oversample: int = 4
+    """LILO: generate for this many times the questions trained on, keep the most learnable (paper: 4)"""
+    buffered: bool = False
+    """LILO's buffered variant instead: train on a mix of a buffer of learnable questions and fresh ones"""
+    buffer_interval: int = 10
+    """buffered: refill the buffer every T iterations (authors' code: 50)"""
+    buffer_candidates: int = 32
+    """buffered: N candidate questions scored at each refill (authors' code: 1280)"""
+    buffer_completions: int = 4
+    """buffered: L completions per candidate to estimate its success rate"""
+    buffer_size: int = 8
+    """buffered: K most learnable candidates kept in the buffer (authors' code: 256)"""
+    buffer_share: float = 0.5
+    """buffered: share rho of each iteration's questions taken from the buffer (authors' code: 0.5)"""
+    max_new_tokens: int = 64
+    """maximum tokens per completion (papers: 1024)"""
+    max_prompt_tokens: int = 512
+    """training and test questions whose prompt is longer are left out"""
+    temperature: float = 0.7
+    """sampling temperature of the training rollouts (VinePPO paper: 0.6)"""
+    top_p: float = 1.0
+    """nucleus sampling threshold of the training rollouts"""
+    unparseable_penalty: float = 0.0
+    """reward subtracted when no final answer can be extracted (off by default)"""
+    learning_rate: float = 1e-5
+    """policy learning rate (VinePPO paper: 1e-6 for 1B-7B models)"""
+    update_epochs: int = 1
+    """passes over the iteration's completions per update (VinePPO paper: 2)"""
+    minibatch_size: int = 8
+    """completions per optimiser step (VinePPO paper: 64)"""
+    micro_batch_size: int = 8
+    """completions per forward/backward pass; gradients are accumulated up to the minibatch"""
+    clip_coef: float = 0.2
+    """PPO clipping range of the probability ratio"""
+    kl_coef: float = 1e-4
+    """coefficient of the per-token KL penalty to the initial policy (VinePPO paper: 1e-4)"""
+    mc_rollouts: int = 4
+    """K: completions sampled from each step prefix to estimate its value (VinePPO paper: 9)"""
+    mc_temperature: float = 0.7
+    """sampling temperature of the Monte-Carlo rollouts (VinePPO paper: as the training rollouts)"""
+    min_step_tokens: int = 4
+    """a line shorter than this many tokens is merged into the next reasoning step"""
+    max_steps: int = 16
+    """at most this many reasoning steps per completion; beyond it adjacent steps are merged"""
+    max_grad_norm: float = 1.0
+    """gradient-norm clipping threshold"""
+    eval_interval: int = 5
+    """evaluate every this many iterations (and at the start and the end); 0 disables"""
+    eval_size: int = 100
+    """test questions in the fixed evaluation subset (greedy decoding)"""
+    save_interval: int = 10
+    """checkpoint every this many iterations (and at the end); 0: only at the end"""
+    output_dir: str = "runs"
+    """folder that holds one sub-folder per run (tensorboard events, checkpoint)"""
+    resume: str | None = None
+    """a run folder (runs/<run name>) to continue from its last checkpoint"""
+    vllm_gpu_memory_utilization: float = 0.3
+    """share of the GPU memory vLLM may take (the rest is left to training)"""
+    track: bool = False
+    """log to Weights and Biases too"""
+    wandb_project_name: str = "llm-math-rl"
+    """the wandb project name"""
+
+
+def check_args(args: Args) -> None:
+    """One clear message for settings that cannot work, before anything is loaded."""
+    batch = args.questions_per_iteration * args.completions_per_question
+    problems = [
+        (args.num_iterations < 1, "--num-iterations must be at least 1"),
+        (args.questions_per_iteration < 1 or args.completions_per_question < 1, "--questions-per-iteration and --completions-per-question must be at least 1"),
+        (args.max_new_tokens < 1, "--max-new-tokens must be at least 1"),
+        (min(args.oversample, args.buffer_interval, args.buffer_candidates, args.buffer_completions, args.buffer_size) < 1 or not 0 <= args.buffer_share <= 1, "--oversample and the buffer sizes must be at least 1, --buffer-share in [0, 1]"),
+        (args.temperature <= 0 or not 0 < args.top_p <= 1, "--temperature must be > 0 and --top-p in (0, 1]"),
+        (args.learning_rate <= 0, "learning rates must be positive"),
+        (args.update_epochs < 1, "--update-epochs must be at least 1"),
+        (args.micro_batch_size < 1 or args.minibatch_size % args.micro_batch_size, "--minibatch-size must be a multiple of --micro-batch-size"),
+        (batch % args.minibatch_size, f"questions x completions ({batch}) must be a multiple of --minibatch-size ({args.minibatch_size})"),
+        (args.clip_coef <= 0, "clip ranges must be positive"),
+        (args.kl_coef < 0, "--kl-coef must be >= 0"),
+        (args.mc_rollouts < 1 or args.mc_temperature <= 0, "--mc-rollouts must be at least 1 and --mc-temperature > 0"),
+        (args.min_step_tokens < 1 or args.max_steps < 1, "--min-step-tokens and --max-steps must be at least 1"),
+        (min(args.eval_interval, args.eval_size, args.save_interval) < 0, "intervals and sizes must be >= 0"),
+        (args.resume is not None and not (Path(args.resume) / "checkpoint" / "state.pt").exists(), f"--resume {args.resume}: no checkpoint/state.pt in that folder"),
+    ]
+    for failed, message in problems:
+        if failed:
+            raise SystemExit(f"error: {message}")
+
+
+def draw_questions(n: int, data_order: np.ndarray, data_position: int):
+    """The next `n` question indices in a random order of the dataset that is reshuffled after
+    each pass (so no repeats within a pass). Returns them and the new (order, position)."""
+    drawn = []
+    while len(drawn) < n:
+        if data_position == len(data_order):
+            data_order, data_position = np.random.permutation(len(data_order)), 0
+        taken = data_order[data_position : data_position + n - len(drawn)].tolist()
+        drawn, data_position = drawn + taken, data_position + len(taken)
+    return drawn, data_order, data_position
+
+
+def select_learnable(scores: torch.Tensor, k: int) -> list[int]:
+    """Indices of the `k` questions (rows of 0/1 `scores`) with the highest learnability
+    p(1 - p), p the row's mean: questions always or never solved teach nothing. Ties at random."""
+    p = scores.mean(1).numpy()
+    return np.lexsort((np.random.random(len(p)), -p * (1 - p)))[:k].tolist()
+
+
+def pad_batch(prompts: list[list[int]], responses: list[list[int]], pad_id: int):
+    """Left-pad prompts and right-pad responses so that every response starts in the same
+    column: then a response's logits are one slice of the batch, `[:, width - 1 : -1]`."""
+    width, length = max(map(len, prompts)), max(map(len, responses))
+    input_ids = torch.full((len(prompts), width + length), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros_like(input_ids)
+    for i, (p, r) in enumerate(zip(prompts, responses)):
+        input_ids[i, width - len(p) : width + len(r)] = torch.tensor(p + r)
+        attention_mask[i, width - len(p) : width + len(r)] = 1
+    response_mask = attention_mask[:, width:].float()
+    return input_ids, attention_mask, response_mask, width
+
+
+def response_logprobs(policy, input_ids, attention_mask, width, temperature):
+    """Log-probability and entropy of each response token under `policy`, sampling at `temperature`."""
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # positions ignore left padding
+    length = input_ids.shape[1] - width
+    # logits only where they predict response tokens: the prompt's would cost a vocabulary-wide matmul each
+    logits = policy(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, logits_to_keep=length + 1).logits
+    logp_all = torch.log_softmax(logits[:, :-1].float() / temperature, dim=-1)
+    logp = logp_all.gather(-1, input_ids[:, width:, None]).squeeze(-1)
+    with torch.no_grad():  # a diagnostic only: no graph through the whole vocabulary
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
+    return logp, entropy
+
+
+@torch.no_grad()
+def batched(fn, micro_batch_size, *tensors):
+    """`fn` over micro-batches without gradients, results concatenated along the batch."""
+    outs = [fn(*(t[i : i + micro_batch_size] for t in tensors)) for i in range(0, len(tensors[0]), micro_batch_size)]
+    return torch.cat(outs)
+
+
+def split_steps(response: list[int], newline_ids: set[int], min_step_tokens: int, max_steps: int) -> list[int]:
+    """End index (exclusive) of each reasoning step of a response, as the paper splits them: a
+    step ends after a token with a line break; short steps are merged into the next (the last
+    into the previous); over `max_steps`, steps are merged evenly. The last end is len(response)."""
+    ends, start = [], 0
+    for i, token in enumerate(response):
+        if token in newline_ids and i + 1 - start >= min_step_tokens:
+            ends.append(i + 1)
+            start = i + 1
+    if not ends or ends[-1] != len(response):
+        if ends and len(response) - ends[-1] < min_step_tokens:
+            ends.pop()  # a short tail joins the step before it
+        ends.append(len(response))
+    if len(ends) > max_steps:
+        ends = [ends[round((k + 1) * len(ends) / max_steps) - 1] for k in range(max_steps)]
+    return ends
+
+
+def step_advantages(step_ends: list[int], values: list[float], length: int) -> torch.Tensor:
+    """Per-token advantages of one response: every token of step k gets V(s_k+1) - V(s_k)
+    (gamma = 1, reward only at the end); `values` holds V(s_0) ... V(s_m), V(s_m) the reward."""
+    advantages = torch.zeros(length)
+    start = 0
+    for k, end in enumerate(step_ends):
+        advantages[start:end] = values[k + 1] - values[k]
+        start = end
+    return advantages
+
+
+def masked_mean(x, mask):
+    return (x * mask).sum() / mask.sum().clamp(min=1)
+
+
+def mc_values(llm, prefixes: dict, k: int, temperature: float, top_p: float, max_new_tokens: int, penalty: float) -> dict:
+    """V(prefix): the mean reward of `k` completions sampled from it, every prefix in one vLLM
+    call (prefix caching shares the prompt's work). `prefixes` maps prompt + response prefix
+    token ids to (gold answer, prefix length in response tokens, prefix text)."""
+    completions = generate(llm, [list(p) for p in prefixes], k, temperature, top_p,
+                           [max_new_tokens - end for _, end, _ in prefixes.values()])  # the rollout's own token budget
+    return {
+        prefix: float(np.mean([grade(text + c.text, answer) - penalty * (extract_answer(text + c.text) is None) for c in cs]))
+        for (prefix, (answer, _, text)), cs in zip(prefixes.items(), completions)
+    }
+
+
+def ppo_loss(logp, old_logp, advantages, mask, clip, n_tokens):
+    """The clipped policy loss, summed over the tokens in `mask` and divided by `n_tokens` (the
+    minibatch's token count, so accumulated micro-batches average exactly)."""
+    ratio = torch.exp(logp - old_logp)
+    pg_loss = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip, 1 + clip))
+    stats = {
+        "clipfrac": masked_mean(((ratio - 1).abs() > clip).float(), mask).item(),
+        "approx_kl": masked_mean((ratio - 1) - (logp - old_logp), mask).item(),
+    }
+    return (pg_loss * mask).sum() / n_tokens, stats
+
+
+def evaluate(llm, prompts, answers, max_new_tokens):
+    """Greedy accuracy on the fixed evaluation subset."""
+    completions = generate(llm, prompts, n=1, temperature=0.0, top_p=1.0, max_tokens=max_new_tokens)
+    return float(np.mean([grade(c[0].text, a) for c, a in zip(completions, answers)]))
+
+
+def save_checkpoint(run_dir, policy, tokenizer, state):
+    """Models with save_pretrained, the rest (optimisers, RNG, data position) in state.pt;
+    written next to the old checkpoint, then swapped in, so a kill never leaves half of one."""
+    tmp, final = run_dir / "checkpoint.tmp", run_dir / "checkpoint"
+    policy.save_pretrained(tmp / "policy")
+    tokenizer.save_pretrained(tmp / "policy")
+    torch.save(state, tmp / "state.pt")
+    if final.exists():
+        final.rename(run_dir / "checkpoint.old")
+    tmp.rename(final)
+    if (run_dir / "checkpoint.old").exists():
+        import shutil
+
+        shutil.rmtree(run_dir / "checkpoint.old")
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    check_args(args)
+    run_dir = Path(args.resume) if args.resume else Path(args.output_dir) / f"{args.exp_name}__{Path(args.dataset).stem}__{args.seed}__{int(time.time())}"
+    run_name = run_dir.name
+    if args.track:
+        import wandb
+
+        wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=vars(args), name=run_name, save_code=True)
+    writer = SummaryWriter(str(run_dir))
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+
+    # seeding
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    # data: every prompt tokenised once
+    model_path = resolve_model(args.model)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    train, test = load_split(args.dataset, "train", args.seed), load_split(args.dataset, "test", args.seed)
+    for split in (train, test):
+        for example in split:
+            example["prompt"] = build_prompt(tokenizer, example["question"], args.dataset)
+    train = [e for e in train if len(e["prompt"]) <= args.max_prompt_tokens]
+    test = [e for e in test if len(e["prompt"]) <= args.max_prompt_tokens][: args.eval_size]
+    if not train:
+        raise SystemExit(f"error: no training question fits in --max-prompt-tokens {args.max_prompt_tokens}")
+    print(f"{run_name}: {len(train)} training questions, {len(test)} test questions, model {model_path}")
+
+    # models: the policy, the frozen reference policy for the KL penalty, and the vLLM engine
+    # that generates (no value network: values are Monte-Carlo estimates)
+    start = Path(args.resume) / "checkpoint" if args.resume else None
+    policy = AutoModelForCausalLM.from_pretrained(start / "policy" if start else model_path, dtype=torch.float32).to(device)
+    ref_policy = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(device).eval().requires_grad_(False)
+    policy.config.pad_token_id = pad_id
+    policy_optimizer = torch.optim.AdamW(policy.parameters(), lr=args.learning_rate, eps=1e-8)
+    newline_ids = {i for i, text in enumerate(tokenizer.batch_decode([[i] for i in range(len(tokenizer))])) if "\n" in text}
+    llm = start_engine(model_path, args.seed, args.max_prompt_tokens + args.max_new_tokens, args.vllm_gpu_memory_utilization)
+    data_order, data_position, first_iteration, buffer = np.random.permutation(len(train)), 0, 1, []
+    if start:
+        state = torch.load(start / "state.pt", weights_only=False)
+        policy_optimizer.load_state_dict(state["policy_optimizer"])
+        random.setstate(state["python_rng"])
+        np.random.set_state(state["numpy_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        data_order, data_position, first_iteration, buffer = state["data_order"], state["data_position"], state["iteration"] + 1, state["buffer"]
+        sync_weights(llm, policy)
+        print(f"resumed from {start} at iteration {first_iteration}")
+    test_prompts, test_answers = [e["prompt"] for e in test], [e["answer"] for e in test]
+    if first_iteration == 1:
+        (run_dir / "args.json").write_text(json.dumps(asdict(args), indent=2))
+    else:
+        saved = state["args"]
+        changed = [k for k, v in asdict(args).items() if k not in ("resume", "num_iterations") and saved.get(k) != v]
+        if changed:
+            print(f"warning: resuming with Args that differ from the run's: {', '.join(changed)}")
+    if args.eval_interval and test and first_iteration == 1:
+        accuracy = evaluate(llm, test_prompts, test_answers, args.max_new_tokens)
+        writer.add_scalar("charts/test_accuracy", accuracy, 0)
+        print(f"iter 0 test_accuracy={accuracy:.3f}")
+
+    for iteration in range(first_iteration, args.num_iterations + 1):
+        t_start = time.perf_counter()
+
+        # 1. sample questions: a pool `oversample` times the batch, uniformly (selected after the reward)
+        generated = 0
+        if args.buffered and (iteration - 1) % args.buffer_interval == 0:  # refill the buffer with the most learnable candidates
+            candidates, data_order, data_position = draw_questions(args.buffer_candidates, data_order, data_position)
+            candidate_completions = generate(llm, [train[i]["prompt"] for i in candidates], args.buffer_completions, args.temperature, args.top_p, args.max_new_tokens)
+            candidate_scores = torch.tensor([[float(grade(c.text, train[i]["answer"])) for c in cs] for i, cs in zip(candidates, candidate_completions)])
+            buffer, generated = [candidates[i] for i in select_learnable(candidate_scores, args.buffer_size)], args.buffer_candidates * args.buffer_completions
+        from_buffer = random.sample(buffer, min(len(buffer), round(args.buffer_share * args.questions_per_iteration))) if args.buffered else []
+        drawn, data_order, data_position = draw_questions(args.questions_per_iteration * (1 if args.buffered else args.oversample) - len(from_buffer), data_order, data_position)
+        questions = [train[i] for i in from_buffer + drawn]
+
+        # 2. rollout: n completions per question from the current policy
+        completions = generate(llm, [q["prompt"] for q in questions], args.completions_per_question, args.temperature, args.top_p, args.max_new_tokens)
+        t_generated = time.perf_counter()
+
+        # 3. reward: 1 for a correct final answer, else 0
+        scores = torch.tensor([[float(grade(c.text, q["answer"])) for c in cs] for q, cs in zip(questions, completions)])
+        unparseable = torch.tensor([[extract_answer(c.text) is None for c in cs] for cs in completions]).float()
+
+        # learnability sampling: train on the pool's most learnable questions, with the completions already made
+        pool_p, generated = scores.mean(1), generated + scores.numel()
+        keep = select_learnable(scores, args.questions_per_iteration)
+        questions, completions, scores, unparseable = [questions[i] for i in keep], [completions[i] for i in keep], scores[keep], unparseable[keep]
+        rewards_seq = (scores - args.unparseable_penalty * unparseable).flatten()
+        prompts = [q["prompt"] for q in questions for _ in range(args.completions_per_question)]
+        responses = [c.token_ids for cs in completions for c in cs]
+        input_ids, attention_mask, mask, width = pad_batch(prompts, responses, pad_id)
+        input_ids, attention_mask, mask = input_ids.to(device), attention_mask.to(device), mask.to(device)
+        lengths = mask.sum(1).long()
+
+        # log-probs of the sampling (old) policy and the reference policy, once per iteration
+        with autocast:
+            old_logp = batched(lambda i, a: response_logprobs(policy, i, a, width, args.temperature)[0], args.micro_batch_size, input_ids, attention_mask)
+            ref_logp = batched(lambda i, a: response_logprobs(ref_policy, i, a, width, args.temperature)[0], args.micro_batch_size, input_ids, attention_mask)
+        old_logp, ref_logp = old_logp * mask, ref_logp * mask
+        kl = old_logp - ref_logp  # per-token estimate of KL(policy || reference)
+        t_logprobs = time.perf_counter()
+
+        # 4. credit assignment: Monte-Carlo values of every step prefix, all in one vLLM call
+        step_ends = [split_steps(r, newline_ids, args.min_step_tokens, args.max_steps) for r in responses]
+        answers = [q["answer"] for q in questions for _ in range(args.completions_per_question)]
+        prefixes = {}  # prompt + response prefix -> (answer, prefix length, prefix text); shared prefixes estimated once
+        for prompt, response, ends, answer in zip(prompts, responses, step_ends, answers):
+            for end in [0] + ends[:-1]:  # s_0 is the prompt alone; s_m (finished) needs no estimate
+                prefixes.setdefault(tuple(prompt + response[:end]), (answer, end, tokenizer.decode(response[:end])))
+        values = mc_values(llm, prefixes, args.mc_rollouts, args.mc_temperature, args.top_p, args.max_new_tokens, args.unparseable_penalty)
+        advantages = torch.zeros_like(mask)
+        for j, (prompt, response, ends) in enumerate(zip(prompts, responses, step_ends)):
+            step_values = [values[tuple(prompt + response[:end])] for end in [0] + ends[:-1]] + [rewards_seq[j].item()]
+            advantages[j, : len(response)] = step_advantages(ends, step_values, len(response)).to(device)
+        advantages = (advantages - args.kl_coef * kl.flip(1).cumsum(1).flip(1)) * mask  # the KL penalty still to come
+        t_mc = time.perf_counter()
+
+        # 5. policy update: clipped PPO over a few epochs of minibatches
+        stats = {k: [] for k in ("pg_loss", "entropy", "clipfrac", "approx_kl")}
+        for epoch in range(args.update_epochs):
+            for minibatch in torch.randperm(len(responses)).split(args.minibatch_size):
+                policy_optimizer.zero_grad()
+                n_tokens = mask[minibatch].sum()
+                for mb in minibatch.split(args.micro_batch_size):
+                    with autocast:
+                        logp, entropy = response_logprobs(policy, input_ids[mb], attention_mask[mb], width, args.temperature)
+                    pg_loss, s = ppo_loss(logp, old_logp[mb], advantages[mb], mask[mb], args.clip_coef, n_tokens)
+                    pg_loss.backward()
+                    stats["pg_loss"].append(pg_loss.item() * n_tokens.item() / mask[mb].sum().item())
+                    stats["entropy"].append(masked_mean(entropy.detach(), mask[mb]).item())
+                    stats["clipfrac"].append(s["clipfrac"])
+                    stats["approx_kl"].append(s["approx_kl"])
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), args.max_grad_norm)
+                policy_optimizer.step()
+        t_updated = time.perf_counter()
+
+        # 6. sync: the engine generates with the updated weights from now on
+        sync_seconds = sync_weights(llm, policy)
+        t_end = time.perf_counter()
+
+        # 7. evaluate: greedy accuracy on the fixed test subset
+        if args.eval_interval and test and (iteration % args.eval_interval == 0 or iteration == args.num_iterations):
+            accuracy = evaluate(llm, test_prompts, test_answers, args.max_new_tokens)
+            writer.add_scalar("charts/test_accuracy", accuracy, iteration)
+            print(f"iter {iteration} test_accuracy={accuracy:.3f}")
+
+        # 8. logging
+        metrics = {
+            "charts/train_accuracy": scores.mean().item(),
+            "charts/all_correct_share": (scores.min(1).values == 1).float().mean().item(),
+            "charts/all_wrong_share": (scores.max(1).values == 0).float().mean().item(),
+            "charts/unparseable_share": unparseable.mean().item(),
+            "charts/pool_all_correct_share": (pool_p == 1).float().mean().item(),
+            "charts/pool_all_wrong_share": (pool_p == 0).float().mean().item(),
+            "charts/pool_learnability": (pool_p * (1 - pool_p)).mean().item(),
+            "charts/batch_learnability": (scores.mean(1) * (1 - scores.mean(1))).mean().item(),
+            "charts/completions_generated": generated,
+            "charts/completions_trained": scores.numel(),
+            "charts/questions_from_buffer": len(from_buffer),
+            "charts/response_length": lengths.float().mean().item(),
+            "charts/truncated_share": float(np.mean([c.truncated for cs in completions for c in cs])),
+            "charts/kl": (kl.sum(1)).mean().item(),
+            "charts/tokens_per_second": lengths.sum().item() / (t_generated - t_start),
+            "losses/policy_loss": np.mean(stats["pg_loss"]),
+            "losses/entropy": np.mean(stats["entropy"]),
+            "losses/clipfrac": np.mean(stats["clipfrac"]),
+            "losses/approx_kl": np.mean(stats["approx_kl"]),
+            "charts/steps_per_completion": float(np.mean([len(e) for e in step_ends])),
+            "charts/mc_completions": len(prefixes) * args.mc_rollouts,
+            "time/generation": t_generated - t_start,
+            "time/logprobs": t_logprobs - t_generated,
+            "time/mc_rollouts": t_mc - t_logprobs,
+            "time/update": t_updated - t_mc,
+            "time/sync": sync_seconds,
+            "time/iteration": t_end - t_start,
+        }
+        for name, value in metrics.items():
+            writer.add_scalar(name, value, iteration)
+        print(
+            f"iter {iteration}/{args.num_iterations} train_acc={metrics['charts/train_accuracy']:.3f} "
+            f"all_right={metrics['charts/all_correct_share']:.2f} all_wrong={metrics['charts/all_wrong_share']:.2f} "
+            f"pool_all_right={metrics['charts/pool_all_correct_share']:.2f} pool_all_wrong={metrics['charts/pool_all_wrong_share']:.2f} generated={generated} "
+            f"kl={metrics['charts/kl']:.4f} entropy={metrics['losses/entropy']:.3f} clipfrac={metrics['losses/clipfrac']:.3f} "
+            f"mc={metrics['charts/mc_completions']} len={metrics['charts/response_length']:.0f} "
+            f"time gen/logp/mc/update/sync={metrics['time/generation']:.0f}/{metrics['time/logprobs']:.0f}/{metrics['time/mc_rollouts']:.0f}/{metrics['time/update']:.0f}/{sync_seconds:.1f}s "
+            f"tok/s={metrics['charts/tokens_per_second']:.0f}",
+            flush=True,
+        )
+
+        # 9. checkpoint
+        if iteration == args.num_iterations or (args.save_interval and iteration % args.save_interval == 0):
+            save_checkpoint(run_dir, policy, tokenizer, {
+                "iteration": iteration, "args": asdict(args),
+                "policy_optimizer": policy_optimizer.state_dict(),
+                "python_rng": random.getstate(), "numpy_rng": np.random.get_state(), "torch_rng": torch.get_rng_state(),
+                "data_order": data_order, "data_position": data_position, "buffer": buffer,
+            })
+    writer.close()
