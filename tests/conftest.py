@@ -55,3 +55,33 @@ def only_run_dir(output_dir: Path) -> Path:
     runs = list(output_dir.iterdir())
     assert len(runs) == 1, runs
     return runs[0]
+
+
+# A trainer run small enough for a tiny model on a CPU: 2 questions x 2 completions per iteration.
+TINY_FLAGS = ["--questions-per-iteration", "2", "--completions-per-question", "2", "--minibatch-size", "2",
+              "--micro-batch-size", "2", "--max-new-tokens", "16", "--eval-size", "4", "--learning-rate", "1e-3"]
+
+
+def train(script: str, model: str, output_dir: Path, *flags: str):
+    """Run a trainer to completion into an empty `output_dir`; returns (run folder, CompletedProcess)."""
+    result = run_script(script, "--model", model, "--output-dir", str(output_dir), *flags)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return only_run_dir(output_dir), result
+
+
+def assert_logged(scalars: dict, tags, iterations: list[int]) -> None:
+    """Each tag logged once per iteration, with finite values."""
+    import math
+
+    for tag in tags:
+        assert [step for step, _ in scalars[tag]] == iterations, tag
+        assert all(math.isfinite(v) for _, v in scalars[tag]), tag
+
+
+def share_of_tensors_changed(before: Path, after: Path) -> float:
+    """The share of tensors that differ between two safetensors files."""
+    import torch
+    from safetensors.torch import load_file
+
+    a, b = load_file(before), load_file(after)
+    return sum(not torch.equal(a[name], b[name]) for name in a) / len(a)

@@ -97,3 +97,32 @@ def test_default_model_answers_a_chat_prompt(default_llm):
     assert completion.text.strip() and not completion.truncated  # ended with eos, before max_tokens
     assert completion.token_ids[-1] == tokenizer.convert_tokens_to_ids("<|im_end|>")
     assert grade(completion.text, "7")  # it follows the one-shot format and gets a one-digit sum right
+
+
+def test_engine_samples_from_the_policy_after_a_small_update(default_llm):
+    """After one AdamW step of 1e-5 on the real bf16-stored default model, the engine's
+    log-probs of its own samples equal the trained policy's: the engine holds the updated
+    weights, not a copy rounded back to the old ones (a bf16 engine beside an fp32 trainer did)."""
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    from ppo import pad_batch, response_logprobs
+
+    path = resolve_model(None)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    policy = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    prompt = build_prompt(tokenizer, "What is 12 + 7?", "arithmetic")
+    target = tokenizer(" 12 + 7 = 19. The answer is \\boxed{19}.")["input_ids"]
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-5)
+    batch = pad_batch([prompt], [target], tokenizer.eos_token_id)
+    (-response_logprobs(policy, *batch[:2], batch[3], temperature=1.0)[0].sum()).backward()
+    optimizer.step()
+    sync_weights(default_llm, policy)
+    params = SamplingParams(n=4, temperature=1.0, max_tokens=24, logprobs=0)
+    for completion in default_llm.generate([TokensPrompt(prompt_token_ids=prompt)], params, use_tqdm=False)[0].outputs:
+        engine_logp = torch.tensor([step[t].logprob for t, step in zip(completion.token_ids, completion.logprobs)])
+        batch = pad_batch([prompt], [list(completion.token_ids)], tokenizer.eos_token_id)
+        with torch.no_grad():
+            policy_logp = response_logprobs(policy, *batch[:2], batch[3], temperature=1.0)[0][0]
+        assert (engine_logp - policy_logp).abs().mean() < 0.01
+    sync_weights(default_llm, AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32))  # leave it as found
