@@ -51,8 +51,8 @@ class Args:
     """nucleus sampling threshold of the training rollouts"""
     unparseable_penalty: float = 0.0
     """reward subtracted when no final answer can be extracted (off by default)"""
-    learning_rate: float = 1e-5
-    """policy learning rate (VinePPO paper: 1e-6 for 1B-7B models)"""
+    learning_rate: float = 2e-6
+    """policy learning rate (VinePPO paper: 1e-6; at 1e-5 the default model's KL reached 4 nats in 3 iterations)"""
     value_learning_rate: float = 1e-5
     """value network learning rate"""
     update_epochs: int = 1

@@ -1,7 +1,7 @@
 """Generation speed of vLLM vs transformers `generate` at equal batch size, and weight-sync time.
 
 Run from the repository root: python benchmarks/bench_generation.py [--batch 16] [--max-new-tokens 128]
-Both sample at temperature 1.0 (no top-k/top-p) from the same prompts, in bf16, in one process
+Both sample at temperature 1.0 (no top-k/top-p) from the same prompts, in the engine's precision (fp32 on a CPU), in one process
 (the engine started first, as in the trainers); generated tokens are counted up to and including eos.
 """
 import argparse
@@ -48,7 +48,8 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(path)
     prompts = [build_prompt(tokenizer, e["question"], "arithmetic") for e in make_arithmetic(args.batch, seed=0)]
     llm = start_engine(path, seed=0, max_model_len=1024, gpu_memory_utilization=0.3)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16).eval()
+    dtype = llm.llm_engine.model_config.dtype  # compare at the same precision
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval()
     torch.manual_seed(0)
 
     def run_vllm():
@@ -66,7 +67,7 @@ def main() -> None:
         rows.append((name, tokens, seconds, tokens / seconds))
     sync_seconds = [sync_weights(llm, model) for _ in range(args.syncs)]
 
-    print(f"\nSmolLM2-135M-Instruct, bf16, batch {args.batch}, max_new_tokens {args.max_new_tokens}, "
+    print(f"\nSmolLM2-135M-Instruct, {dtype}, batch {args.batch}, max_new_tokens {args.max_new_tokens}, "
           f"temperature 1.0, torch threads {torch.get_num_threads()}")
     print(f"{'engine':<14}{'gen tokens':>11}{'seconds':>9}{'tokens/s':>10}")
     for name, tokens, seconds, rate in rows:
