@@ -49,8 +49,12 @@ def test_evaluate_helper_respects_precedence():  # the checker itself must be ri
     assert evaluate("2 + 3 * 4") == 14 and evaluate("10 - 2 - 3") == 5 and evaluate("7 - 2 * 3 + 1") == 2
 
 
+def test_arithmetic_default_mix_is_one_or_two_digits_one_operation():
+    assert {e["level"] for e in make_arithmetic(200, seed=1)} == {"d1o1", "d2o1"}
+
+
 def test_arithmetic_level_matches_operands_and_op_count():
-    examples = make_arithmetic(1000, seed=1)
+    examples = make_arithmetic(1000, seed=1, max_digits=3, max_ops=2)
     assert {e["level"] for e in examples} == {f"d{d}o{o}" for d in (1, 2, 3) for o in (1, 2)}
     for e in examples:
         operands, ops = operands_and_ops(e["question"])
