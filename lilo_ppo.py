@@ -72,8 +72,8 @@ class Args:
     """reward subtracted when no final answer can be extracted (off by default)"""
     learning_rate: float = 2e-6
     """policy learning rate (VinePPO paper: 1e-6; at 1e-5 the default model's KL reached 4 nats in 3 iterations)"""
-    value_learning_rate: float = 1e-5
-    """value network learning rate"""
+    value_learning_rate: float = 1e-4
+    """value network learning rate (higher than the policy's: its head starts untrained)"""
     update_epochs: int = 1
     """passes over the iteration's completions per update (VinePPO paper: 2)"""
     minibatch_size: int = 8
