@@ -15,6 +15,7 @@ Run `python vineppo.py --help`.
 import json
 import os
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -262,8 +263,6 @@ def save_checkpoint(run_dir, policy, tokenizer, state):
         final.rename(run_dir / "checkpoint.old")
     tmp.rename(final)
     if (run_dir / "checkpoint.old").exists():
-        import shutil
-
         shutil.rmtree(run_dir / "checkpoint.old")
 
 

@@ -9,6 +9,7 @@ takes clipped PPO steps on the policy and value network. Run `python ppo.py --he
 import json
 import os
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -216,8 +217,6 @@ def save_checkpoint(run_dir, policy, value_net, tokenizer, state):
         final.rename(run_dir / "checkpoint.old")
     tmp.rename(final)
     if (run_dir / "checkpoint.old").exists():
-        import shutil
-
         shutil.rmtree(run_dir / "checkpoint.old")
 
 

@@ -9,6 +9,7 @@ with no model hub.
 
 import importlib.util
 import os
+import shutil
 from pathlib import Path
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
@@ -58,7 +59,10 @@ def convert_gguf(gguf_dir: Path, gguf_file: str, out: Path) -> None:
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     model.to(torch.bfloat16).save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    os.replace(tmp, out) if not out.exists() else None  # another process may have won the race
+    if out.exists():  # another process converted it first: keep theirs
+        shutil.rmtree(tmp)
+    else:
+        os.replace(tmp, out)
 
 
 def resolve_model(model: str | None) -> str:
