@@ -21,6 +21,7 @@ from torch.utils.tensorboard import SummaryWriter
 from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, AutoTokenizer
 
 from common.data import build_prompt, load_split
+from common.distributed import engine_share, gather_rows, gather_shares, init_distributed, load_optimizer_state, model_state, optimizer_state, rank_rows, shard_model
 from common.grading import extract_answer, grade
 from common.model import resolve_model
 from common.vllm_utils import generate, start_engine, sync_weights
@@ -88,6 +89,8 @@ class Args:
     """a run folder (runs/<run name>) to continue from its last checkpoint"""
     vllm_gpu_memory_utilization: float = 0.3
     """share of the GPU memory vLLM may take (the rest is left to training)"""
+    vllm_tensor_parallel_size: int = 1
+    """GPUs per vLLM engine under torchrun (one engine per group of this many; the engines share out the prompts)"""
     track: bool = False
     """log to Weights and Biases too"""
     wandb_project_name: str = "llm-math-rl"
@@ -97,6 +100,7 @@ class Args:
 def check_args(args: Args) -> None:
     """One clear message for settings that cannot work, before anything is loaded."""
     batch = args.questions_per_iteration * args.completions_per_question
+    world_size = int(os.environ.get("WORLD_SIZE", 1))  # processes started by torchrun
     problems = [
         (args.num_iterations < 1, "--num-iterations must be at least 1"),
         (args.questions_per_iteration < 1 or args.completions_per_question < 1, "--questions-per-iteration and --completions-per-question must be at least 1"),
@@ -106,6 +110,8 @@ def check_args(args: Args) -> None:
         (args.update_epochs < 1, "--update-epochs must be at least 1"),
         (args.micro_batch_size < 1 or args.minibatch_size % args.micro_batch_size, "--minibatch-size must be a multiple of --micro-batch-size"),
         (batch % args.minibatch_size, f"questions x completions ({batch}) must be a multiple of --minibatch-size ({args.minibatch_size})"),
+        (args.minibatch_size % world_size, f"--minibatch-size must be a multiple of the number of processes ({world_size})"),
+        (args.vllm_tensor_parallel_size < 1 or world_size % args.vllm_tensor_parallel_size, f"the number of processes ({world_size}) must be a multiple of --vllm-tensor-parallel-size"),
         (args.clip_coef <= 0 or args.value_clip_coef <= 0, "clip ranges must be positive"),
         (args.kl_coef < 0 or not 0 <= args.gamma <= 1 or not 0 <= args.gae_lambda <= 1, "--kl-coef must be >= 0, --gamma and --gae-lambda in [0, 1]"),
         (min(args.eval_interval, args.eval_size, args.save_interval) < 0, "intervals and sizes must be >= 0"),
@@ -163,9 +169,11 @@ def response_values(value_net, input_ids, attention_mask, width):
 
 @torch.no_grad()
 def batched(fn, micro_batch_size, *tensors):
-    """`fn` over micro-batches without gradients, results concatenated along the batch."""
-    outs = [fn(*(t[i : i + micro_batch_size] for t in tensors)) for i in range(0, len(tensors[0]), micro_batch_size)]
-    return torch.cat(outs)
+    """`fn` over micro-batches without gradients, results concatenated along the batch
+    (under torchrun each rank computes its share of the rows and every rank gets them all)."""
+    rows = rank_rows(torch.arange(len(tensors[0])))
+    outs = [fn(*(t[rows[i : i + micro_batch_size]] for t in tensors)) for i in range(0, len(rows), micro_batch_size)]
+    return gather_rows(torch.cat(outs), rows, len(tensors[0]))
 
 
 def compute_gae(rewards, values, mask, gamma, lam):
@@ -201,17 +209,21 @@ def ppo_losses(logp, old_logp, advantages, values, old_values, returns, mask, cl
 
 def evaluate(llm, prompts, answers, max_new_tokens):
     """Greedy accuracy on the fixed evaluation subset."""
-    completions = generate(llm, prompts, n=1, temperature=0.0, top_p=1.0, max_tokens=max_new_tokens)
+    completions = gather_shares(generate(llm, engine_share(prompts), n=1, temperature=0.0, top_p=1.0, max_tokens=max_new_tokens))
     return float(np.mean([grade(c[0].text, a) for c, a in zip(completions, answers)]))
 
 
 def save_checkpoint(run_dir, policy, value_net, tokenizer, state):
     """Models with save_pretrained, the rest (optimisers, RNG, data position) in state.pt;
-    written next to the old checkpoint, then swapped in, so a kill never leaves half of one."""
+    written next to the old checkpoint, then swapped in, so a kill never leaves half of one.
+    Under torchrun every rank gathers the full weights and rank 0 writes them."""
+    policy_weights, value_weights = model_state(policy), model_state(value_net)
+    if not run_dir:
+        return
     tmp, final = run_dir / "checkpoint.tmp", run_dir / "checkpoint"
-    policy.save_pretrained(tmp / "policy")
+    policy.save_pretrained(tmp / "policy", state_dict=policy_weights)
     tokenizer.save_pretrained(tmp / "policy")
-    value_net.save_pretrained(tmp / "value")
+    value_net.save_pretrained(tmp / "value", state_dict=value_weights)
     torch.save(state, tmp / "state.pt")
     if final.exists():
         final.rename(run_dir / "checkpoint.old")
@@ -223,20 +235,21 @@ def save_checkpoint(run_dir, policy, value_net, tokenizer, state):
 if __name__ == "__main__":
     args = tyro.cli(Args)
     check_args(args)
+    rank, world_size, device = init_distributed(args.vllm_tensor_parallel_size)  # (0, 1, cuda or cpu) without torchrun
     run_dir = Path(args.resume) if args.resume else Path(args.output_dir) / f"{args.exp_name}__{Path(args.dataset).stem}__{args.seed}__{int(time.time())}"
     run_name = run_dir.name
-    if args.track:
+    if args.track and rank == 0:
         import wandb
 
         wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=vars(args), name=run_name, save_code=True)
-    writer = SummaryWriter(str(run_dir))
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+    writer = SummaryWriter(str(run_dir)) if rank == 0 else None  # rank 0 alone logs and saves
+    if rank == 0:
+        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
 
     # seeding
     random.seed(args.seed)
     np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(args.seed)  # the same on every rank: they sample the same questions and minibatches
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     # data: every prompt tokenised once
@@ -256,9 +269,9 @@ if __name__ == "__main__":
     # models: the policy, the value network (a copy of the initial policy with a scalar head),
     # the frozen reference policy for the KL penalty, and the vLLM engine that generates
     start = Path(args.resume) / "checkpoint" if args.resume else None
-    policy = AutoModelForCausalLM.from_pretrained(start / "policy" if start else model_path, dtype=torch.float32).to(device)
-    value_net = AutoModelForTokenClassification.from_pretrained(start / "value" if start else model_path, num_labels=1, dtype=torch.float32).to(device)
-    ref_policy = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(device).eval().requires_grad_(False)
+    policy = shard_model(AutoModelForCausalLM.from_pretrained(start / "policy" if start else model_path, dtype=torch.float32), device)
+    value_net = shard_model(AutoModelForTokenClassification.from_pretrained(start / "value" if start else model_path, num_labels=1, dtype=torch.float32), device)
+    ref_policy = shard_model(AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval().requires_grad_(False), device)
     policy.config.pad_token_id = value_net.config.pad_token_id = pad_id
     policy_optimizer = torch.optim.AdamW(policy.parameters(), lr=args.learning_rate, eps=1e-8)
     value_optimizer = torch.optim.AdamW(value_net.parameters(), lr=args.value_learning_rate, eps=1e-8)
@@ -266,8 +279,8 @@ if __name__ == "__main__":
     data_order, data_position, first_iteration = np.random.permutation(len(train)), 0, 1
     if start:
         state = torch.load(start / "state.pt", weights_only=False)
-        policy_optimizer.load_state_dict(state["policy_optimizer"])
-        value_optimizer.load_state_dict(state["value_optimizer"])
+        load_optimizer_state(policy, policy_optimizer, state["policy_optimizer"])
+        load_optimizer_state(value_net, value_optimizer, state["value_optimizer"])
         random.setstate(state["python_rng"])
         np.random.set_state(state["numpy_rng"])
         torch.set_rng_state(state["torch_rng"])
@@ -276,7 +289,8 @@ if __name__ == "__main__":
         print(f"resumed from {start} at iteration {first_iteration}")
     test_prompts, test_answers = [e["prompt"] for e in test], [e["answer"] for e in test]
     if first_iteration == 1:
-        (run_dir / "args.json").write_text(json.dumps(asdict(args), indent=2))
+        if rank == 0:
+            (run_dir / "args.json").write_text(json.dumps(asdict(args), indent=2))
     else:
         saved = state["args"]
         changed = [k for k, v in asdict(args).items() if k not in ("resume", "num_iterations") and saved.get(k) != v]
@@ -284,7 +298,8 @@ if __name__ == "__main__":
             print(f"warning: resuming with Args that differ from the run's: {', '.join(changed)}")
     if args.eval_interval and test and first_iteration == 1:
         accuracy = evaluate(llm, test_prompts, test_answers, args.max_new_tokens)
-        writer.add_scalar("charts/test_accuracy", accuracy, 0)
+        if rank == 0:
+            writer.add_scalar("charts/test_accuracy", accuracy, 0)
         print(f"iter 0 test_accuracy={accuracy:.3f}")
 
     for iteration in range(first_iteration, args.num_iterations + 1):
@@ -294,8 +309,8 @@ if __name__ == "__main__":
         drawn, data_order, data_position = draw_questions(args.questions_per_iteration, data_order, data_position)
         questions = [train[i] for i in drawn]
 
-        # 2. rollout: n completions per question from the current policy
-        completions = generate(llm, [q["prompt"] for q in questions], args.completions_per_question, args.temperature, args.top_p, args.max_new_tokens)
+        # 2. rollout: n completions per question from the current policy (each engine does its share)
+        completions = gather_shares(generate(llm, engine_share([q["prompt"] for q in questions]), args.completions_per_question, args.temperature, args.top_p, args.max_new_tokens))
         t_generated = time.perf_counter()
 
         # 3. reward: 1 for a correct final answer, else 0
@@ -333,7 +348,7 @@ if __name__ == "__main__":
                 policy_optimizer.zero_grad()
                 value_optimizer.zero_grad()
                 n_tokens = mask[minibatch].sum()
-                for mb in minibatch.split(args.micro_batch_size):
+                for mb in rank_rows(minibatch).split(args.micro_batch_size):  # each rank its share; gradients are summed
                     with autocast:
                         logp, entropy = response_logprobs(policy, input_ids[mb], attention_mask[mb], width, args.temperature)
                         values = response_values(value_net, input_ids[mb], attention_mask[mb], width)
@@ -357,7 +372,8 @@ if __name__ == "__main__":
         # 7. evaluate: greedy accuracy on the fixed test subset
         if args.eval_interval and test and (iteration % args.eval_interval == 0 or iteration == args.num_iterations):
             accuracy = evaluate(llm, test_prompts, test_answers, args.max_new_tokens)
-            writer.add_scalar("charts/test_accuracy", accuracy, iteration)
+            if rank == 0:
+                writer.add_scalar("charts/test_accuracy", accuracy, iteration)
             print(f"iter {iteration} test_accuracy={accuracy:.3f}")
 
         # 8. logging
@@ -385,7 +401,8 @@ if __name__ == "__main__":
             "time/iteration": t_end - t_start,
         }
         for name, value in metrics.items():
-            writer.add_scalar(name, value, iteration)
+            if rank == 0:
+                writer.add_scalar(name, value, iteration)
         print(
             f"iter {iteration}/{args.num_iterations} train_acc={metrics['charts/train_accuracy']:.3f} "
             f"all_right={metrics['charts/all_correct_share']:.2f} all_wrong={metrics['charts/all_wrong_share']:.2f} "
@@ -398,10 +415,11 @@ if __name__ == "__main__":
 
         # 9. checkpoint
         if iteration == args.num_iterations or (args.save_interval and iteration % args.save_interval == 0):
-            save_checkpoint(run_dir, policy, value_net, tokenizer, {
+            save_checkpoint(run_dir if rank == 0 else None, policy, value_net, tokenizer, {
                 "iteration": iteration, "args": asdict(args),
-                "policy_optimizer": policy_optimizer.state_dict(), "value_optimizer": value_optimizer.state_dict(),
+                "policy_optimizer": optimizer_state(policy, policy_optimizer), "value_optimizer": optimizer_state(value_net, value_optimizer),
                 "python_rng": random.getstate(), "numpy_rng": np.random.get_state(), "torch_rng": torch.get_rng_state(),
                 "data_order": data_order, "data_position": data_position,
             })
-    writer.close()
+    if rank == 0:
+        writer.close()

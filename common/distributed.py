@@ -1,0 +1,131 @@
+"""Running a trainer on many GPUs with `torchrun`: the process group, FSDP2, and data sharing.
+
+Under `torchrun --nproc_per_node N script.py` every process (rank) runs the whole script:
+- each rank owns a vLLM engine (a group of `tensor_parallel_size` ranks shares one, through
+  vLLM's `external_launcher` backend) and generates for its share of the prompts; the
+  results are gathered so that every rank holds the whole batch, in order. Everything that
+  follows (grading, sampling, advantages) is then computed identically on every rank, from
+  the same seeds, so the ranks never disagree about which questions to train on;
+- the trainable models are sharded with FSDP2 (`fully_shard`, one unit per decoder layer);
+  forward passes over the batch are split by rows across ranks, and gradients are summed
+  across ranks (the losses are already divided by the whole minibatch's token count);
+- rank 0 alone writes logs and checkpoints; checkpoints hold full (unsharded) tensors, so
+  they load with any number of ranks.
+Run as a plain `python script.py`, every function here is the identity (or a no-op).
+"""
+
+import builtins
+import os
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_optimizer_state_dict,
+)
+from torch.distributed.fsdp import fully_shard
+from torch.distributed.tensor import DTensor
+
+TENSOR_PARALLEL_SIZE = 1  # ranks per vLLM engine; set by init_distributed
+
+
+def init_distributed(tensor_parallel_size: int = 1) -> tuple[int, int, torch.device]:
+    """Join torchrun's process group when launched by torchrun. Returns (rank, world size,
+    this rank's device). Ranks other than 0 print nothing: one log, not N copies."""
+    global TENSOR_PARALLEL_SIZE
+    cuda = torch.cuda.is_available()
+    if "RANK" not in os.environ:  # a plain `python script.py`
+        return 0, 1, torch.device("cuda" if cuda else "cpu")
+    local_rank = int(os.environ["LOCAL_RANK"])
+    device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(minutes=30))
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    TENSOR_PARALLEL_SIZE = tensor_parallel_size
+    if rank != 0:
+        builtins.print = lambda *args, **kwargs: None
+    return rank, world_size, device
+
+
+def engine_seed(seed: int) -> int:
+    """vLLM's sampling seed: different per engine (else all engines draw the same samples),
+    the same within a tensor-parallel group (whose ranks must generate identically)."""
+    return seed + (dist.get_rank() // TENSOR_PARALLEL_SIZE if dist.is_initialized() else 0)
+
+
+def engine_share(items: list) -> list:
+    """The items this rank's vLLM engine generates for: every engine takes every k-th item."""
+    if not dist.is_initialized():
+        return items
+    engines = dist.get_world_size() // TENSOR_PARALLEL_SIZE
+    return items[dist.get_rank() // TENSOR_PARALLEL_SIZE :: engines]
+
+
+def gather_shares(share: list) -> list:
+    """The inverse of `engine_share`: every rank gets all engines' results, in the original order."""
+    if not dist.is_initialized():
+        return share
+    shares = [None] * dist.get_world_size()
+    dist.all_gather_object(shares, share)
+    shares = shares[::TENSOR_PARALLEL_SIZE]  # the ranks of a tensor-parallel group hold the same results
+    merged = [None] * sum(map(len, shares))
+    for i, s in enumerate(shares):
+        merged[i :: len(shares)] = s
+    return merged
+
+
+def rank_rows(rows: torch.Tensor) -> torch.Tensor:
+    """This rank's share of a batch's (or a minibatch's) row indices, for forward passes."""
+    return rows[dist.get_rank() :: dist.get_world_size()] if dist.is_initialized() else rows
+
+
+def gather_rows(values: torch.Tensor, rows: torch.Tensor, n: int) -> torch.Tensor:
+    """Put this rank's `values` (for `rows`) into an n-row tensor that every rank receives whole."""
+    if not dist.is_initialized():
+        return values
+    full = values.new_zeros((n, *values.shape[1:]))
+    full[rows.to(values.device)] = values
+    dist.all_reduce(full)  # every row is non-zero on exactly one rank
+    return full
+
+
+def shard_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """FSDP2 under torchrun (each decoder layer a unit, then the rest), else just `.to(device)`."""
+    if not dist.is_initialized():
+        return model.to(device)
+    layer_classes = set(getattr(model, "_no_split_modules", None) or [])  # transformers names its decoder layers here
+    for module in model.modules():
+        if type(module).__name__ in layer_classes:
+            fully_shard(module)
+    fully_shard(model)
+    for module in model.modules():
+        if hasattr(module, "set_gradient_divide_factor"):  # sum, not average: losses are normalised by the global token count
+            module.set_gradient_divide_factor(1.0)
+            module.set_force_sum_reduction_for_comms(True)  # a plain SUM (gloo has no pre-multiplied sum)
+    return model
+
+
+def full_tensors(model: torch.nn.Module):
+    """(name, full tensor) for each entry of the state dict, gathered one at a time from the
+    shards under FSDP. Every rank must iterate it to the end, in step (each gather is collective)."""
+    for name, tensor in model.state_dict().items():
+        yield name, tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
+
+
+def model_state(model: torch.nn.Module) -> dict:
+    """The full state dict on the CPU (collective under FSDP; the result is complete on rank 0)."""
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """The optimiser's full state keyed by parameter names, so that it loads with any world size."""
+    return get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def load_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load `optimizer_state`'s result (saved with any world size) into this rank's optimiser."""
+    set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=dist.is_initialized()))
