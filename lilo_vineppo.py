@@ -323,7 +323,7 @@ if __name__ == "__main__":
     llm = start_engine(model_path, args.seed, args.max_prompt_tokens + args.max_new_tokens, args.vllm_gpu_memory_utilization)
     data_order, data_position, first_iteration, buffer = np.random.permutation(len(train)), 0, 1, []
     if start:
-        state = torch.load(start / "state.pt", weights_only=False)
+        state = torch.load(start / "state.pt", weights_only=False, mmap=True)  # mapped: N ranks share one copy in memory
         load_optimizer_state(policy, policy_optimizer, state["policy_optimizer"])
         random.setstate(state["python_rng"])
         np.random.set_state(state["numpy_rng"])

@@ -64,6 +64,11 @@ def band(ax, table: pd.DataFrame, x: str, y: str, label: str, color: str, style:
     ax.fill_between(xs, low, high, color=color, alpha=0.15)
 
 
+def smoothed(table: pd.DataFrame, column: str, window: int = 5) -> pd.Series:
+    """Per seed, the mean over the last `window` iterations: 4 questions an iteration are noisy."""
+    return table.groupby("seed")[column].transform(lambda x: x.rolling(window, min_periods=1).mean())
+
+
 def plot(tables: dict[str, pd.DataFrame], out: Path) -> None:
     import matplotlib
 
@@ -81,27 +86,31 @@ def plot(tables: dict[str, pd.DataFrame], out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out / "test_accuracy.png", dpi=120)
 
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = plt.subplots(figsize=(9, 4))
     for trainer, table in tables.items():
         table = table.assign(zero=table["charts/all_correct_share"] + table["charts/all_wrong_share"])
+        table = table.assign(zero=smoothed(table, "zero"))
         sampling = "learnability" if trainer.startswith("lilo") else "uniform"
-        band(ax, table, "iteration", "zero", f"{trainer} ({sampling})", COLORS[trainer])
+        band(ax, table, "iteration", "zero", f"{trainer}: trained ({sampling})", COLORS[trainer])
         if "charts/pool_all_correct_share" in table:
             pool = table.assign(zero=table["charts/pool_all_correct_share"] + table["charts/pool_all_wrong_share"])
-            band(ax, pool, "iteration", "zero", f"{trainer} candidate pool (uniform)", COLORS[trainer], "--")
+            band(ax, pool.assign(zero=smoothed(pool, "zero")), "iteration", "zero", f"{trainer}: candidate pool (uniform)", COLORS[trainer], "--")
     ax.set(xlabel="iteration", ylabel="share of questions", ylim=(0, 1),
-           title="questions whose completions were all right or all wrong\n(no learning signal)")
-    ax.legend(fontsize=8)
+           title="questions whose completions were all right or all wrong (no learning signal)\nmean of the last 5 iterations; band: range over seeds")
+    ax.legend(fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.tight_layout()
     fig.savefig(out / "zero_variance_share.png", dpi=120)
 
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    if not any("charts/batch_learnability" in table for table in tables.values()):
+        return
+    fig, ax = plt.subplots(figsize=(9, 4))
     for trainer, table in tables.items():
         if "charts/batch_learnability" in table:
-            band(ax, table, "iteration", "charts/batch_learnability", f"{trainer}: trained batch", COLORS[trainer])
-            band(ax, table, "iteration", "charts/pool_learnability", f"{trainer}: candidate pool", COLORS[trainer], "--")
-    ax.set(xlabel="iteration", ylabel="mean p(1-p)", ylim=(0, 0.26), title="learnability of the trained questions")
-    ax.legend(fontsize=8)
+            for column, label, style in [("charts/batch_learnability", "trained batch", "-"), ("charts/pool_learnability", "candidate pool", "--")]:
+                band(ax, table.assign(y=smoothed(table, column)), "iteration", "y", f"{trainer}: {label}", COLORS[trainer], style)
+    ax.set(xlabel="iteration", ylabel="mean p(1-p)", ylim=(0, 0.26),
+           title="learnability p(1-p) of the trained questions vs the pool they were picked from\nmean of the last 5 iterations; band: range over seeds")
+    ax.legend(fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.tight_layout()
     fig.savefig(out / "learnability.png", dpi=120)
 
@@ -112,7 +121,7 @@ def summary(tables: dict[str, pd.DataFrame]) -> str:
         return table["charts/test_accuracy"].dropna().groupby(level=0).mean()
 
     baseline = mean_curve(tables["ppo"]).iloc[-1] if "ppo" in tables else None
-    lines = ["| trainer | seeds | test acc. start | test acc. end (per seed) | train acc. 1st / 2nd half of iterations | zero-variance share | s / iteration | iterations to PPO's final |",
+    lines = ["| trainer | seeds | test acc. start | test acc. end (per seed) | train acc. 1st / 2nd half of iterations | zero-variance share | s / iteration (median) | iterations to PPO's final |",
              "|-|-|-|-|-|-|-|-|"]
     for trainer, table in tables.items():
         curve, last = mean_curve(table), table.index.max()
@@ -120,11 +129,16 @@ def summary(tables: dict[str, pd.DataFrame]) -> str:
         train = table.loc[table.index > 0, "charts/train_accuracy"]
         half = last // 2
         zero = (table["charts/all_correct_share"] + table["charts/all_wrong_share"]).loc[table.index > 0].mean()
+        if "charts/pool_all_correct_share" in table:
+            pool = (table["charts/pool_all_correct_share"] + table["charts/pool_all_wrong_share"]).loc[table.index > 0].mean()
+            zero = f"{zero:.1%} (pool {pool:.1%})"
+        else:
+            zero = f"{zero:.1%}"
         reached = curve[curve >= baseline - 1e-9].index if baseline is not None else []
         lines.append(
             f"| {trainer} | {table['seed'].nunique()} | {curve.iloc[0]:.3f} | {finals.mean():.3f} ({', '.join(f'{v:.2f}' for v in finals)}) "
-            f"| {train[train.index <= half].mean():.3f} / {train[train.index > half].mean():.3f} | {zero:.1%} "
-            f"| {table.loc[table.index > 0, 'time/iteration'].mean():.1f} | {reached[0] if len(reached) else 'not reached'} |")
+            f"| {train[train.index <= half].mean():.3f} / {train[train.index > half].mean():.3f} | {zero} "
+            f"| {table.loc[table.index > 0, 'time/iteration'].median():.1f} | {reached[0] if len(reached) else 'not reached'} |")
     return "\n".join(lines)
 
 
