@@ -29,13 +29,14 @@ from torch.distributed.checkpoint.state_dict import (
 from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import DTensor
 
+TORCHRUN = False  # launched by torchrun; set by init_distributed (vLLM may start a process group of its own)
 TENSOR_PARALLEL_SIZE = 1  # ranks per vLLM engine; set by init_distributed
 
 
 def init_distributed(tensor_parallel_size: int = 1) -> tuple[int, int, torch.device]:
     """Join torchrun's process group when launched by torchrun. Returns (rank, world size,
     this rank's device). Ranks other than 0 print nothing: one log, not N copies."""
-    global TENSOR_PARALLEL_SIZE
+    global TORCHRUN, TENSOR_PARALLEL_SIZE
     cuda = torch.cuda.is_available()
     if "RANK" not in os.environ:  # a plain `python script.py`
         return 0, 1, torch.device("cuda" if cuda else "cpu")
@@ -45,7 +46,7 @@ def init_distributed(tensor_parallel_size: int = 1) -> tuple[int, int, torch.dev
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(minutes=30))
     rank, world_size = dist.get_rank(), dist.get_world_size()
-    TENSOR_PARALLEL_SIZE = tensor_parallel_size
+    TORCHRUN, TENSOR_PARALLEL_SIZE = True, tensor_parallel_size
     if rank != 0:
         builtins.print = lambda *args, **kwargs: None
     return rank, world_size, device
@@ -54,12 +55,12 @@ def init_distributed(tensor_parallel_size: int = 1) -> tuple[int, int, torch.dev
 def engine_seed(seed: int) -> int:
     """vLLM's sampling seed: different per engine (else all engines draw the same samples),
     the same within a tensor-parallel group (whose ranks must generate identically)."""
-    return seed + (dist.get_rank() // TENSOR_PARALLEL_SIZE if dist.is_initialized() else 0)
+    return seed + (dist.get_rank() // TENSOR_PARALLEL_SIZE if TORCHRUN else 0)
 
 
 def engine_share(items: list) -> list:
     """The items this rank's vLLM engine generates for: every engine takes every k-th item."""
-    if not dist.is_initialized():
+    if not TORCHRUN:
         return items
     engines = dist.get_world_size() // TENSOR_PARALLEL_SIZE
     return items[dist.get_rank() // TENSOR_PARALLEL_SIZE :: engines]
@@ -67,7 +68,7 @@ def engine_share(items: list) -> list:
 
 def gather_shares(share: list) -> list:
     """The inverse of `engine_share`: every rank gets all engines' results, in the original order."""
-    if not dist.is_initialized():
+    if not TORCHRUN:
         return share
     shares = [None] * dist.get_world_size()
     dist.all_gather_object(shares, share)
@@ -80,12 +81,12 @@ def gather_shares(share: list) -> list:
 
 def rank_rows(rows: torch.Tensor) -> torch.Tensor:
     """This rank's share of a batch's (or a minibatch's) row indices, for forward passes."""
-    return rows[dist.get_rank() :: dist.get_world_size()] if dist.is_initialized() else rows
+    return rows[dist.get_rank() :: dist.get_world_size()] if TORCHRUN else rows
 
 
 def gather_rows(values: torch.Tensor, rows: torch.Tensor, n: int) -> torch.Tensor:
     """Put this rank's `values` (for `rows`) into an n-row tensor that every rank receives whole."""
-    if not dist.is_initialized():
+    if not TORCHRUN:
         return values
     full = values.new_zeros((n, *values.shape[1:]))
     full[rows.to(values.device)] = values
@@ -95,7 +96,7 @@ def gather_rows(values: torch.Tensor, rows: torch.Tensor, n: int) -> torch.Tenso
 
 def shard_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """FSDP2 under torchrun (each decoder layer a unit, then the rest), else just `.to(device)`."""
-    if not dist.is_initialized():
+    if not TORCHRUN:
         return model.to(device)
     layer_classes = set(getattr(model, "_no_split_modules", None) or [])  # transformers names its decoder layers here
     for module in model.modules():
@@ -128,4 +129,4 @@ def optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) ->
 
 def load_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
     """Load `optimizer_state`'s result (saved with any world size) into this rank's optimiser."""
-    set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=dist.is_initialized()))
+    set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=TORCHRUN))

