@@ -98,7 +98,7 @@ class Args:
     eval_interval: int = 5
     """evaluate every this many iterations (and at the start and the end); 0 disables"""
     eval_size: int = 100
-    """test questions in the fixed evaluation subset (greedy decoding)"""
+    """questions in each fixed evaluation subset: test questions, and training questions (greedy decoding)"""
     save_interval: int = 10
     """checkpoint every this many iterations (and at the end); 0: only at the end"""
     output_dir: str = "runs"
@@ -254,10 +254,15 @@ def ppo_loss(logp, old_logp, advantages, mask, clip, n_tokens):
     return (pg_loss * mask).sum() / n_tokens, stats
 
 
-def evaluate(llm, prompts, answers, max_new_tokens):
-    """Greedy accuracy on the fixed evaluation subset."""
-    completions = gather_shares(generate(llm, engine_share(prompts), n=1, temperature=0.0, top_p=1.0, max_tokens=max_new_tokens))
-    return float(np.mean([grade(c[0].text, a) for c, a in zip(completions, answers)]))
+def evaluate(llm, subsets, max_new_tokens, writer, iteration):
+    """Greedy accuracy on each fixed subset of questions, logged as charts/<subset>_accuracy."""
+    for name, examples in subsets.items():
+        prompts = engine_share([e["prompt"] for e in examples])
+        completions = gather_shares(generate(llm, prompts, n=1, temperature=0.0, top_p=1.0, max_tokens=max_new_tokens))
+        accuracy = float(np.mean([grade(c[0].text, e["answer"]) for c, e in zip(completions, examples)]))
+        if writer:
+            writer.add_scalar(f"charts/{name}_accuracy", accuracy, iteration)
+        print(f"iter {iteration} {name}_accuracy={accuracy:.3f}")
 
 
 def save_checkpoint(run_dir, policy, tokenizer, state):
@@ -331,7 +336,9 @@ if __name__ == "__main__":
         data_order, data_position, first_iteration, buffer = state["data_order"], state["data_position"], state["iteration"] + 1, state["buffer"]
         sync_weights(llm, policy)
         print(f"resumed from {start} at iteration {first_iteration}")
-    test_prompts, test_answers = [e["prompt"] for e in test], [e["answer"] for e in test]
+    # train_subset: training questions under the same greedy evaluation, the fitting measure that does
+    # not depend on which (easy or hard) questions an iteration happened to sample
+    eval_subsets = {"test": test, "train_subset": train[: args.eval_size]}
     if first_iteration == 1:
         if rank == 0:
             (run_dir / "args.json").write_text(json.dumps(asdict(args), indent=2))
@@ -341,10 +348,7 @@ if __name__ == "__main__":
         if changed:
             print(f"warning: resuming with Args that differ from the run's: {', '.join(changed)}")
     if args.eval_interval and test and first_iteration == 1:
-        accuracy = evaluate(llm, test_prompts, test_answers, args.max_new_tokens)
-        if rank == 0:
-            writer.add_scalar("charts/test_accuracy", accuracy, 0)
-        print(f"iter 0 test_accuracy={accuracy:.3f}")
+        evaluate(llm, eval_subsets, args.max_new_tokens, writer, 0)
 
     for iteration in range(first_iteration, args.num_iterations + 1):
         t_start = time.perf_counter()
@@ -425,12 +429,9 @@ if __name__ == "__main__":
         sync_seconds = sync_weights(llm, policy)
         t_end = time.perf_counter()
 
-        # 7. evaluate: greedy accuracy on the fixed test subset
+        # 7. evaluate: greedy accuracy on the fixed test and training subsets
         if args.eval_interval and test and (iteration % args.eval_interval == 0 or iteration == args.num_iterations):
-            accuracy = evaluate(llm, test_prompts, test_answers, args.max_new_tokens)
-            if rank == 0:
-                writer.add_scalar("charts/test_accuracy", accuracy, iteration)
-            print(f"iter {iteration} test_accuracy={accuracy:.3f}")
+            evaluate(llm, eval_subsets, args.max_new_tokens, writer, iteration)
 
         # 8. logging
         metrics = {

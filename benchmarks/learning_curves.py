@@ -76,12 +76,19 @@ def plot(tables: dict[str, pd.DataFrame], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     seeds = max(t["seed"].nunique() for t in tables.values())
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    subset = "charts/train_subset_accuracy"
+    with_subset = {trainer: table.dropna(subset=[subset]) for trainer, table in tables.items() if subset in table}
+    fig, axes = plt.subplots(1, 3 if with_subset else 2, figsize=(16 if with_subset else 11, 4), sharey=True)
     for trainer, table in tables.items():
         band(axes[0], table, "iteration", "charts/test_accuracy", trainer, COLORS[trainer])
         band(axes[1], table, "train_minutes", "charts/test_accuracy", trainer, COLORS[trainer])
-    axes[0].set(xlabel="iteration", ylabel="test accuracy (greedy)", title=f"held-out accuracy, mean and range over {seeds} seeds")
+    axes[0].set(xlabel="iteration", ylabel="accuracy (greedy)", title=f"held-out test accuracy, mean and range over {seeds} seeds")
     axes[1].set(xlabel="training wall-clock (minutes, evaluation excluded)", title="the same against time")
+    for trainer, table in with_subset.items():
+        band(axes[2], table, "iteration", subset, f"{trainer} (seeds: {table['seed'].nunique()})", COLORS[trainer])
+    if with_subset:
+        axes[2].set(xlabel="iteration", title="fixed subset of training questions")
+        axes[2].legend(fontsize=8)
     axes[0].legend()
     fig.tight_layout()
     fig.savefig(out / "test_accuracy.png", dpi=120)
@@ -121,8 +128,8 @@ def summary(tables: dict[str, pd.DataFrame]) -> str:
         return table["charts/test_accuracy"].dropna().groupby(level=0).mean()
 
     baseline = mean_curve(tables["ppo"]).iloc[-1] if "ppo" in tables else None
-    lines = ["| trainer | seeds | test acc. start | test acc. end (per seed) | train acc. 1st / 2nd half of iterations | zero-variance share | s / iteration (median) | iterations to PPO's final |",
-             "|-|-|-|-|-|-|-|-|"]
+    lines = ["| trainer | seeds | test acc. start | test acc. end (per seed) | train-subset acc. start → end (seeds) | rollout acc. 1st / 2nd half of iterations | zero-variance share | s / iteration (median) | iterations to PPO's final |",
+             "|-|-|-|-|-|-|-|-|-|"]
     for trainer, table in tables.items():
         curve, last = mean_curve(table), table.index.max()
         finals = table.loc[table.index == last].set_index("seed")["charts/test_accuracy"]
@@ -135,9 +142,14 @@ def summary(tables: dict[str, pd.DataFrame]) -> str:
         else:
             zero = f"{zero:.1%}"
         reached = curve[curve >= baseline - 1e-9].index if baseline is not None else []
+        subset = "not logged"  # by runs older than the metric
+        if "charts/train_subset_accuracy" in table and table["charts/train_subset_accuracy"].notna().any():
+            logged = table.dropna(subset=["charts/train_subset_accuracy"])
+            subset_curve = logged["charts/train_subset_accuracy"].groupby(level=0).mean()
+            subset = f"{subset_curve.iloc[0]:.3f} → {subset_curve.iloc[-1]:.3f} ({logged['seed'].nunique()})"
         lines.append(
             f"| {trainer} | {table['seed'].nunique()} | {curve.iloc[0]:.3f} | {finals.mean():.3f} ({', '.join(f'{v:.2f}' for v in finals)}) "
-            f"| {train[train.index <= half].mean():.3f} / {train[train.index > half].mean():.3f} | {zero} "
+            f"| {subset} | {train[train.index <= half].mean():.3f} / {train[train.index > half].mean():.3f} | {zero} "
             f"| {table.loc[table.index > 0, 'time/iteration'].median():.1f} | {reached[0] if len(reached) else 'not reached'} |")
     return "\n".join(lines)
 

@@ -100,7 +100,7 @@ def test_end_to_end_logs_metrics_and_checkpoints(ppo_run, tiny_model):
     scalars = read_scalars(run_dir)
     assert_logged(scalars, ["charts/train_accuracy", "charts/kl", "losses/policy_loss", "losses/value_loss", "losses/entropy",
                             "losses/clipfrac", "losses/approx_kl", "losses/explained_variance", "time/generation", "time/sync"], [1, 2])
-    assert_logged(scalars, ["charts/test_accuracy"], [0, 1, 2])
+    assert_logged(scalars, ["charts/test_accuracy", "charts/train_subset_accuracy"], [0, 1, 2])
     state = torch.load(run_dir / "checkpoint" / "state.pt", weights_only=False)
     assert state["iteration"] == 2 and state["data_position"] == 4
     assert json.loads((run_dir / "args.json").read_text())["num_iterations"] == 2

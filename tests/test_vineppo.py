@@ -86,7 +86,7 @@ def test_end_to_end_logs_metrics_and_checkpoints(vineppo_run, tiny_model):
     assert "losses/value_loss" not in scalars
     # at least the 2 prompts' values, each from 2 rollouts
     assert all(v >= 2 * 2 for _, v in scalars["charts/mc_completions"])
-    assert_logged(scalars, ["charts/test_accuracy"], [0, 1, 2])
+    assert_logged(scalars, ["charts/test_accuracy", "charts/train_subset_accuracy"], [0, 1, 2])
     assert share_of_tensors_changed(f"{tiny_model}/model.safetensors", run_dir / "checkpoint" / "policy" / "model.safetensors") > 0.5
     assert not (run_dir / "checkpoint" / "value").exists()
 
