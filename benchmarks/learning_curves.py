@@ -157,7 +157,7 @@ def summary(tables: dict[str, pd.DataFrame]) -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trainers", nargs="+", default=TRAINERS, choices=TRAINERS)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--eval-interval", type=int, default=4, help="also the checkpoint interval")
     parser.add_argument("--eval-size", type=int, default=200)
