@@ -243,13 +243,6 @@ if __name__ == "__main__":
     rank, world_size, device = init_distributed(args.vllm_tensor_parallel_size)  # (0, 1, cuda or cpu) without torchrun
     run_dir = Path(args.resume) if args.resume else Path(args.output_dir) / f"{args.exp_name}__{Path(args.dataset).stem}__{args.seed}__{int(time.time())}"
     run_name = run_dir.name
-    if args.track and rank == 0:
-        import wandb
-
-        wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=vars(args), name=run_name, save_code=True)
-    writer = SummaryWriter(str(run_dir)) if rank == 0 else None  # rank 0 alone logs and saves
-    if rank == 0:
-        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
 
     # seeding
     random.seed(args.seed)
@@ -270,6 +263,15 @@ if __name__ == "__main__":
     if not train:
         raise SystemExit(f"error: no training question fits in --max-prompt-tokens {args.max_prompt_tokens}")
     print(f"{run_name}: {len(train)} training questions, {len(test)} test questions, model {model_path}")
+
+    # logging starts once the model and dataset are found: a mistyped --model or --dataset leaves no empty run
+    if args.track and rank == 0:
+        import wandb
+
+        wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=vars(args), name=run_name, save_code=True)
+    writer = SummaryWriter(str(run_dir)) if rank == 0 else None  # rank 0 alone logs and saves
+    if rank == 0:
+        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
 
     # models: the policy, the value network (a copy of the initial policy with a scalar head),
     # the frozen reference policy for the KL penalty, and the vLLM engine that generates

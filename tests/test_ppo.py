@@ -125,12 +125,13 @@ def test_resume_continues_from_the_checkpoint(ppo_run, tiny_model):
     (["--learning-rate=-0.1"], "learning rates must be positive"),
     (["--resume", "/nonexistent-run"], "no checkpoint"),
 ])
-def test_bad_input_ends_with_one_clear_message(flags, message, tiny_model):
+def test_bad_input_ends_with_one_clear_message(flags, message, tiny_model, tmp_path):
     model = [] if "--model" in flags else ["--model", tiny_model]
-    result = run_script("ppo.py", *model, *flags, timeout=300)
+    result = run_script("ppo.py", *model, "--output-dir", str(tmp_path / "runs"), *flags, timeout=300)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert message in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "runs").exists()  # no empty run left behind to clutter tensorboard
 
 
 def test_draw_questions_covers_the_dataset_once_per_pass():
