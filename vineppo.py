@@ -11,6 +11,7 @@ import json
 import os
 import random
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,8 +23,19 @@ from torch.utils.tensorboard import SummaryWriter
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from common.data import build_prompt, load_split
-from common.distributed import engine_share, gather_rows, gather_shares, init_distributed, load_optimizer_state, model_state, optimizer_state, rank_rows, shard_model
+from common.distributed import (
+    engine_share,
+    gather_rows,
+    gather_shares,
+    init_distributed,
+    load_optimizer_state,
+    model_state,
+    optimizer_state,
+    rank_rows,
+    shard_model,
+)
 from common.grading import extract_answer, grade
+from common.guards import catch_stop_signals, check_finite, stop_requested
 from common.model import resolve_model
 from common.vllm_utils import generate, start_engine, sync_weights
 
@@ -102,21 +114,39 @@ def check_args(args: Args) -> None:
     world_size = int(os.environ.get("WORLD_SIZE", 1))  # processes started by torchrun
     problems = [
         (args.num_iterations < 1, "--num-iterations must be at least 1"),
-        (args.questions_per_iteration < 1 or args.completions_per_question < 1, "--questions-per-iteration and --completions-per-question must be at least 1"),
+        (
+            args.questions_per_iteration < 1 or args.completions_per_question < 1,
+            "--questions-per-iteration and --completions-per-question must be at least 1",
+        ),
         (args.max_new_tokens < 1, "--max-new-tokens must be at least 1"),
         (args.temperature <= 0 or not 0 < args.top_p <= 1, "--temperature must be > 0 and --top-p in (0, 1]"),
         (args.learning_rate <= 0, "--learning-rate must be positive"),
         (args.update_epochs < 1, "--update-epochs must be at least 1"),
-        (args.micro_batch_size < 1 or args.minibatch_size % args.micro_batch_size, "--minibatch-size must be a multiple of --micro-batch-size"),
-        (batch % args.minibatch_size, f"questions x completions ({batch}) must be a multiple of --minibatch-size ({args.minibatch_size})"),
-        (args.minibatch_size % world_size, f"--minibatch-size must be a multiple of the number of processes ({world_size})"),
-        (args.vllm_tensor_parallel_size < 1 or world_size % args.vllm_tensor_parallel_size, f"the number of processes ({world_size}) must be a multiple of --vllm-tensor-parallel-size"),
+        (
+            args.micro_batch_size < 1 or args.minibatch_size % args.micro_batch_size,
+            "--minibatch-size must be a multiple of --micro-batch-size",
+        ),
+        (
+            batch % args.minibatch_size,
+            f"questions x completions ({batch}) must be a multiple of --minibatch-size ({args.minibatch_size})",
+        ),
+        (
+            args.minibatch_size % world_size,
+            f"--minibatch-size must be a multiple of the number of processes ({world_size})",
+        ),
+        (
+            args.vllm_tensor_parallel_size < 1 or world_size % args.vllm_tensor_parallel_size,
+            f"the number of processes ({world_size}) must be a multiple of --vllm-tensor-parallel-size",
+        ),
         (args.clip_coef <= 0, "--clip-coef must be positive"),
         (args.kl_coef < 0, "--kl-coef must be >= 0"),
         (args.mc_rollouts < 1 or args.mc_temperature <= 0, "--mc-rollouts must be at least 1 and --mc-temperature > 0"),
         (args.min_step_tokens < 1 or args.max_steps < 1, "--min-step-tokens and --max-steps must be at least 1"),
         (min(args.eval_interval, args.eval_size, args.save_interval) < 0, "intervals and sizes must be >= 0"),
-        (args.resume is not None and not (Path(args.resume) / "checkpoint" / "state.pt").exists(), f"--resume {args.resume}: no checkpoint/state.pt in that folder"),
+        (
+            args.resume is not None and not (Path(args.resume) / "checkpoint" / "state.pt").exists(),
+            f"--resume {args.resume}: no checkpoint/state.pt in that folder",
+        ),
     ]
     for failed, message in problems:
         if failed:
@@ -133,6 +163,17 @@ def draw_questions(n: int, data_order: np.ndarray, data_position: int):
         taken = data_order[data_position : data_position + n - len(drawn)].tolist()
         drawn, data_position = drawn + taken, data_position + len(taken)
     return drawn, data_order, data_position
+
+
+def rollout(llm, examples: list[dict], n: int, args: Args):
+    """`n` sampled completions for each example's prompt (under torchrun each engine does its share)."""
+    prompts = engine_share([e["prompt"] for e in examples])
+    return gather_shares(generate(llm, prompts, n, args.temperature, args.top_p, args.max_new_tokens))
+
+
+def score(examples: list[dict], completions) -> torch.Tensor:
+    """1 for each completion whose final answer is right, else 0: one row per example."""
+    return torch.tensor([[float(grade(c.text, e["answer"])) for c in cs] for e, cs in zip(examples, completions)])
 
 
 def pad_batch(prompts: list[list[int]], responses: list[list[int]], pad_id: int):
@@ -153,7 +194,9 @@ def response_logprobs(policy, input_ids, attention_mask, width, temperature):
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # positions ignore left padding
     length = input_ids.shape[1] - width
     # logits only where they predict response tokens: the prompt's would cost a vocabulary-wide matmul each
-    logits = policy(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, logits_to_keep=length + 1).logits
+    logits = policy(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, logits_to_keep=length + 1
+    ).logits
     logp_all = torch.log_softmax(logits[:, :-1].float() / temperature, dim=-1)
     logp = logp_all.gather(-1, input_ids[:, width:, None]).squeeze(-1)
     with torch.no_grad():  # a diagnostic only: no graph through the whole vocabulary
@@ -166,7 +209,7 @@ def batched(fn, micro_batch_size, *tensors):
     """`fn` over micro-batches without gradients, results concatenated along the batch
     (under torchrun each rank computes its share of the rows and every rank gets them all)."""
     rows = rank_rows(torch.arange(len(tensors[0])))
-    outs = [fn(*(t[rows[i : i + micro_batch_size]] for t in tensors)) for i in range(0, len(rows), micro_batch_size)]
+    outs = [fn(*(t[micro_batch] for t in tensors)) for micro_batch in rows.split(micro_batch_size)]
     return gather_rows(torch.cat(outs), rows, len(tensors[0]))
 
 
@@ -203,14 +246,19 @@ def masked_mean(x, mask):
     return (x * mask).sum() / mask.sum().clamp(min=1)
 
 
-def mc_values(llm, prefixes: dict, k: int, temperature: float, top_p: float, max_new_tokens: int, penalty: float) -> dict:
-    """V(prefix): the mean reward of `k` completions sampled from it, every prefix in one vLLM
-    call (prefix caching shares the prompt's work). `prefixes` maps prompt + response prefix
-    token ids to (gold answer, prefix length in response tokens, prefix text)."""
-    budgets = [max_new_tokens - end for _, end, _ in prefixes.values()]  # each rollout's own token budget
-    completions = gather_shares(generate(llm, engine_share([list(p) for p in prefixes]), k, temperature, top_p, engine_share(budgets)))
+def mc_values(llm, prefixes: dict, args: Args) -> dict:
+    """V(prefix): the mean reward of K = `args.mc_rollouts` completions sampled from it, every prefix in one vLLM
+    call (prefix caching shares the prompt's work). `prefixes` maps prompt + response prefix token ids to
+    (gold answer, prefix length in response tokens, prefix text)."""
+    # each rollout's own token budget: what the completion it continues had left
+    budgets = engine_share([args.max_new_tokens - end for _, end, _ in prefixes.values()])
+    prompts = engine_share([list(p) for p in prefixes])
+    completions = gather_shares(generate(llm, prompts, args.mc_rollouts, args.mc_temperature, args.top_p, budgets))
+    penalty = args.unparseable_penalty
     return {
-        prefix: float(np.mean([grade(text + c.text, answer) - penalty * (extract_answer(text + c.text) is None) for c in cs]))
+        prefix: float(
+            np.mean([grade(text + c.text, answer) - penalty * (extract_answer(text + c.text) is None) for c in cs])
+        )
         for (prefix, (answer, _, text)), cs in zip(prefixes.items(), completions)
     }
 
@@ -236,6 +284,7 @@ def evaluate(llm, subsets, max_new_tokens, writer, iteration):
         if writer:
             writer.add_scalar(f"charts/{name}_accuracy", accuracy, iteration)
         print(f"iter {iteration} {name}_accuracy={accuracy:.3f}")
+    llm.reset_prefix_cache()  # leave the engine as a resumed run finds it, for an exact resume
 
 
 def save_checkpoint(run_dir, policy, tokenizer, state):
@@ -243,6 +292,7 @@ def save_checkpoint(run_dir, policy, tokenizer, state):
     written next to the old checkpoint, then swapped in, so a kill never leaves half of one.
     Under torchrun every rank gathers the full weights and rank 0 writes them."""
     policy_weights = model_state(policy)
+    check_finite(state["iteration"], policy_weights=policy_weights)
     if not run_dir:
         return
     tmp, final = run_dir / "checkpoint.tmp", run_dir / "checkpoint"
@@ -259,8 +309,10 @@ def save_checkpoint(run_dir, policy, tokenizer, state):
 if __name__ == "__main__":
     args = tyro.cli(Args)
     check_args(args)
-    rank, world_size, device = init_distributed(args.vllm_tensor_parallel_size)  # (0, 1, cuda or cpu) without torchrun
-    run_dir = Path(args.resume) if args.resume else Path(args.output_dir) / f"{args.exp_name}__{Path(args.dataset).stem}__{args.seed}__{int(time.time())}"
+    # this process's rank, the number of processes and its device: (0, 1, cuda or cpu) without torchrun
+    rank, world_size, device = init_distributed(args.vllm_tensor_parallel_size)
+    run_name = f"{args.exp_name}__{Path(args.dataset).stem}__{args.seed}__{int(time.time())}"
+    run_dir = Path(args.resume) if args.resume else Path(args.output_dir) / run_name
     run_name = run_dir.name
 
     # seeding
@@ -287,28 +339,37 @@ if __name__ == "__main__":
     if args.track and rank == 0:
         import wandb
 
-        wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=vars(args), name=run_name, save_code=True)
+        wandb.init(project=args.wandb_project_name, config=vars(args), name=run_name, sync_tensorboard=True)
     writer = SummaryWriter(str(run_dir)) if rank == 0 else None  # rank 0 alone logs and saves
     if rank == 0:
-        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+        table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
+        writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
 
     # models: the policy, the frozen reference policy for the KL penalty, and the vLLM engine
     # that generates (no value network: values are Monte-Carlo estimates)
     start = Path(args.resume) / "checkpoint" if args.resume else None
-    policy = shard_model(AutoModelForCausalLM.from_pretrained(start / "policy" if start else model_path, dtype=torch.float32), device)
-    ref_policy = shard_model(AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval().requires_grad_(False), device)
+    policy = shard_model(
+        AutoModelForCausalLM.from_pretrained(start / "policy" if start else model_path, dtype=torch.float32), device
+    )
+    ref_policy = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval().requires_grad_(False)
+    ref_policy = shard_model(ref_policy, device)
     policy.config.pad_token_id = pad_id
     policy_optimizer = torch.optim.AdamW(policy.parameters(), lr=args.learning_rate, eps=1e-8)
-    newline_ids = {i for i, text in enumerate(tokenizer.batch_decode([[i] for i in range(len(tokenizer))])) if "\n" in text}
-    llm = start_engine(model_path, args.seed, args.max_prompt_tokens + args.max_new_tokens, args.vllm_gpu_memory_utilization)
+    newline_ids = {
+        i for i, text in enumerate(tokenizer.batch_decode([[i] for i in range(len(tokenizer))])) if "\n" in text
+    }
+    max_model_len = args.max_prompt_tokens + args.max_new_tokens
+    llm = start_engine(model_path, args.seed, max_model_len, args.vllm_gpu_memory_utilization)
     data_order, data_position, first_iteration = np.random.permutation(len(train)), 0, 1
     if start:
-        state = torch.load(start / "state.pt", weights_only=False, mmap=True)  # mapped: N ranks share one copy in memory
+        # mapped: N ranks share one copy in memory
+        state = torch.load(start / "state.pt", weights_only=False, mmap=True)
         load_optimizer_state(policy, policy_optimizer, state["policy_optimizer"])
         random.setstate(state["python_rng"])
         np.random.set_state(state["numpy_rng"])
         torch.set_rng_state(state["torch_rng"])
-        data_order, data_position, first_iteration = state["data_order"], state["data_position"], state["iteration"] + 1
+        data_order, data_position, first_iteration = state["data_order"], state["data_position"], state["iteration"]
+        first_iteration += 1
         sync_weights(llm, policy)
         print(f"resumed from {start} at iteration {first_iteration}")
     # train_subset: training questions under the same greedy evaluation, the fitting measure that does
@@ -325,6 +386,9 @@ if __name__ == "__main__":
     if args.eval_interval and test and first_iteration == 1:
         evaluate(llm, eval_subsets, args.max_new_tokens, writer, 0)
 
+    # from here on SIGTERM and SIGINT stop the run after the current iteration, with a checkpoint
+    catch_stop_signals()
+    stop = None
     for iteration in range(first_iteration, args.num_iterations + 1):
         t_start = time.perf_counter()
 
@@ -333,11 +397,11 @@ if __name__ == "__main__":
         questions = [train[i] for i in drawn]
 
         # 2. rollout: n completions per question from the current policy (each engine does its share)
-        completions = gather_shares(generate(llm, engine_share([q["prompt"] for q in questions]), args.completions_per_question, args.temperature, args.top_p, args.max_new_tokens))
+        completions = rollout(llm, questions, args.completions_per_question, args)
         t_generated = time.perf_counter()
 
         # 3. reward: 1 for a correct final answer, else 0
-        scores = torch.tensor([[float(grade(c.text, q["answer"])) for c in cs] for q, cs in zip(questions, completions)])
+        scores = score(questions, completions)
         unparseable = torch.tensor([[extract_answer(c.text) is None for c in cs] for cs in completions]).float()
         rewards_seq = (scores - args.unparseable_penalty * unparseable).flatten()
         prompts = [q["prompt"] for q in questions for _ in range(args.completions_per_question)]
@@ -348,20 +412,32 @@ if __name__ == "__main__":
 
         # log-probs of the sampling (old) policy and the reference policy, once per iteration
         with autocast:
-            old_logp = batched(lambda i, a: response_logprobs(policy, i, a, width, args.temperature)[0], args.micro_batch_size, input_ids, attention_mask)
-            ref_logp = batched(lambda i, a: response_logprobs(ref_policy, i, a, width, args.temperature)[0], args.micro_batch_size, input_ids, attention_mask)
+            old_logp = batched(
+                lambda i, a: response_logprobs(policy, i, a, width, args.temperature)[0],
+                args.micro_batch_size,
+                input_ids,
+                attention_mask,
+            )
+            ref_logp = batched(
+                lambda i, a: response_logprobs(ref_policy, i, a, width, args.temperature)[0],
+                args.micro_batch_size,
+                input_ids,
+                attention_mask,
+            )
         old_logp, ref_logp = old_logp * mask, ref_logp * mask
+        check_finite(iteration, old_log_probs=old_logp, reference_log_probs=ref_logp)
         kl = old_logp - ref_logp  # per-token estimate of KL(policy || reference)
         t_logprobs = time.perf_counter()
 
         # 4. credit assignment: Monte-Carlo values of every step prefix, all in one vLLM call
         step_ends = [split_steps(r, newline_ids, args.min_step_tokens, args.max_steps) for r in responses]
         answers = [q["answer"] for q in questions for _ in range(args.completions_per_question)]
-        prefixes = {}  # prompt + response prefix -> (answer, prefix length, prefix text); shared prefixes estimated once
+        # prompt + response prefix -> (answer, prefix length, prefix text); shared prefixes are estimated once
+        prefixes = {}
         for prompt, response, ends, answer in zip(prompts, responses, step_ends, answers):
             for end in [0] + ends[:-1]:  # s_0 is the prompt alone; s_m (finished) needs no estimate
                 prefixes.setdefault(tuple(prompt + response[:end]), (answer, end, tokenizer.decode(response[:end])))
-        values = mc_values(llm, prefixes, args.mc_rollouts, args.mc_temperature, args.top_p, args.max_new_tokens, args.unparseable_penalty)
+        values = mc_values(llm, prefixes, args)
         advantages = torch.zeros_like(mask)
         for j, (prompt, response, ends) in enumerate(zip(prompts, responses, step_ends)):
             step_values = [values[tuple(prompt + response[:end])] for end in [0] + ends[:-1]] + [rewards_seq[j].item()]
@@ -371,20 +447,25 @@ if __name__ == "__main__":
 
         # 5. policy update: clipped PPO over a few epochs of minibatches
         stats = {k: [] for k in ("pg_loss", "entropy", "clipfrac", "approx_kl")}
-        for epoch in range(args.update_epochs):
+        for _epoch in range(args.update_epochs):
             for minibatch in torch.randperm(len(responses)).split(args.minibatch_size):
                 policy_optimizer.zero_grad()
-                n_tokens = mask[minibatch].sum()
-                for mb in rank_rows(minibatch).split(args.micro_batch_size):  # each rank its share; gradients are summed
+                n_tokens, minibatch_loss = mask[minibatch].sum(), 0.0
+                # each rank its share of the minibatch; gradients are summed
+                for mb in rank_rows(minibatch).split(args.micro_batch_size):
                     with autocast:
-                        logp, entropy = response_logprobs(policy, input_ids[mb], attention_mask[mb], width, args.temperature)
+                        logp, entropy = response_logprobs(
+                            policy, input_ids[mb], attention_mask[mb], width, args.temperature
+                        )
                     pg_loss, s = ppo_loss(logp, old_logp[mb], advantages[mb], mask[mb], args.clip_coef, n_tokens)
                     pg_loss.backward()
+                    minibatch_loss += pg_loss.detach()
                     stats["pg_loss"].append(pg_loss.item() * n_tokens.item() / mask[mb].sum().item())
                     stats["entropy"].append(masked_mean(entropy.detach(), mask[mb]).item())
                     stats["clipfrac"].append(s["clipfrac"])
                     stats["approx_kl"].append(s["approx_kl"])
-                torch.nn.utils.clip_grad_norm_(policy.parameters(), args.max_grad_norm)
+                grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), args.max_grad_norm)
+                check_finite(iteration, loss=minibatch_loss, gradient_norm=grad_norm)
                 policy_optimizer.step()
         t_updated = time.perf_counter()
 
@@ -405,6 +486,8 @@ if __name__ == "__main__":
             "charts/response_length": lengths.float().mean().item(),
             "charts/truncated_share": float(np.mean([c.truncated for cs in completions for c in cs])),
             "charts/kl": (kl.sum(1)).mean().item(),
+            "charts/advantage_mean": masked_mean(advantages, mask).item(),
+            "charts/advantage_std": masked_mean((advantages - masked_mean(advantages, mask)) ** 2, mask).sqrt().item(),
             "charts/tokens_per_second": lengths.sum().item() / (t_generated - t_start),
             "losses/policy_loss": np.mean(stats["pg_loss"]),
             "losses/entropy": np.mean(stats["entropy"]),
@@ -422,23 +505,40 @@ if __name__ == "__main__":
         for name, value in metrics.items():
             if rank == 0:
                 writer.add_scalar(name, value, iteration)
+        m = metrics
         print(
-            f"iter {iteration}/{args.num_iterations} train_acc={metrics['charts/train_accuracy']:.3f} "
-            f"all_right={metrics['charts/all_correct_share']:.2f} all_wrong={metrics['charts/all_wrong_share']:.2f} "
-            f"kl={metrics['charts/kl']:.4f} entropy={metrics['losses/entropy']:.3f} clipfrac={metrics['losses/clipfrac']:.3f} "
-            f"mc={metrics['charts/mc_completions']} len={metrics['charts/response_length']:.0f} "
-            f"time gen/logp/mc/update/sync={metrics['time/generation']:.0f}/{metrics['time/logprobs']:.0f}/{metrics['time/mc_rollouts']:.0f}/{metrics['time/update']:.0f}/{sync_seconds:.1f}s "
-            f"tok/s={metrics['charts/tokens_per_second']:.0f}",
+            f"iter {iteration}/{args.num_iterations} train_acc={m['charts/train_accuracy']:.3f} "
+            f"all_right={m['charts/all_correct_share']:.2f} all_wrong={m['charts/all_wrong_share']:.2f} "
+            f"kl={m['charts/kl']:.4f} entropy={m['losses/entropy']:.3f} clipfrac={m['losses/clipfrac']:.3f} "
+            f"mc={m['charts/mc_completions']} len={m['charts/response_length']:.0f} "
+            f"time gen/logp/mc/update/sync={m['time/generation']:.0f}/{m['time/logprobs']:.0f}/"
+            f"{m['time/mc_rollouts']:.0f}/{m['time/update']:.0f}/{sync_seconds:.1f}s "
+            f"tok/s={m['charts/tokens_per_second']:.0f}",
             flush=True,
         )
 
-        # 9. checkpoint
-        if iteration == args.num_iterations or (args.save_interval and iteration % args.save_interval == 0):
-            save_checkpoint(run_dir if rank == 0 else None, policy, tokenizer, {
-                "iteration": iteration, "args": asdict(args),
-                "policy_optimizer": optimizer_state(policy, policy_optimizer),
-                "python_rng": random.getstate(), "numpy_rng": np.random.get_state(), "torch_rng": torch.get_rng_state(),
-                "data_order": data_order, "data_position": data_position,
-            })
+        # 9. checkpoint: every --save-interval iterations, at the end, and when a signal asks the run to stop
+        stop = stop_requested()
+        if stop or iteration == args.num_iterations or (args.save_interval and iteration % args.save_interval == 0):
+            save_checkpoint(
+                run_dir if rank == 0 else None,
+                policy,
+                tokenizer,
+                {
+                    "iteration": iteration,
+                    "args": asdict(args),
+                    "policy_optimizer": optimizer_state(policy, policy_optimizer),
+                    "python_rng": random.getstate(),
+                    "numpy_rng": np.random.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "data_order": data_order,
+                    "data_position": data_position,
+                },
+            )
+        if stop:
+            print(f"stopped by {stop.name} after iteration {iteration}: continue with --resume {run_dir}", flush=True)
+            break
     if rank == 0:
         writer.close()
+    if stop:
+        sys.exit(128 + stop)  # the shell's code for a process ended by that signal

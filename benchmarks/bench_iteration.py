@@ -5,6 +5,7 @@ Each trainer runs 2 iterations in its own process with the same seed and setting
 off); the table shows the second iteration (the first warms caches up) from the run's
 tensorboard scalars, and each total as a ratio to ppo.py's.
 """
+
 import argparse
 import subprocess
 import sys
@@ -25,12 +26,19 @@ if __name__ == "__main__":
     args = parser.parse_args()
     common = ["--num-iterations", "2", "--eval-interval", "0", "--seed", "1", "--dataset", args.dataset]
     common += ["--model", args.model] if args.model else []
-    runs = [("ppo.py", []), ("vineppo.py", ["--mc-rollouts", "4"]), ("vineppo.py", ["--mc-rollouts", str(args.paper_k)]),
-            ("lilo_ppo.py", []), ("lilo_vineppo.py", ["--mc-rollouts", "4"])]
+    runs = [
+        ("ppo.py", []),
+        ("vineppo.py", ["--mc-rollouts", "4"]),
+        ("vineppo.py", ["--mc-rollouts", str(args.paper_k)]),
+        ("lilo_ppo.py", []),
+        ("lilo_vineppo.py", ["--mc-rollouts", "4"]),
+    ]
     rows = []
     for script, extra in runs:
         with tempfile.TemporaryDirectory() as out:
-            result = subprocess.run([sys.executable, script, *common, *extra, "--output-dir", out], cwd=ROOT, capture_output=True, text=True)
+            result = subprocess.run(
+                [sys.executable, script, *common, *extra, "--output-dir", out], cwd=ROOT, capture_output=True, text=True
+            )
             if result.returncode:
                 sys.exit(f"{script} failed:\n{result.stderr[-2000:]}")
             scalars = read_scalars(next(Path(out).iterdir()))
@@ -39,7 +47,11 @@ if __name__ == "__main__":
         rows.append((f"{script} {' '.join(extra)}".strip(), row))
         print(f"done: {rows[-1][0]}", file=sys.stderr, flush=True)
     base = rows[0][1]["time/iteration"]
-    print(f"{'trainer':<28} {'generate':>9} {'logprobs':>9} {'MC':>7} {'MC done':>8} {'update':>8} {'sync':>6} {'total s':>8} {'x ppo':>6}")
+    columns = ["generate", "logprobs", "MC", "MC done", "update", "sync", "total s", "x ppo"]
+    print(f"{'trainer':<28} " + " ".join(f"{c:>{w}}" for c, w in zip(columns, [9, 9, 7, 8, 8, 6, 8, 6])))
     for name, row in rows:
-        print(f"{name:<28} {row['time/generation']:>9.1f} {row['time/logprobs']:>9.1f} {row['time/mc_rollouts']:>7.1f} "
-              f"{int(row['mc']):>8} {row['time/update']:>8.1f} {row['time/sync']:>6.2f} {row['time/iteration']:>8.1f} {row['time/iteration'] / base:>6.2f}")
+        print(
+            f"{name:<28} {row['time/generation']:>9.1f} {row['time/logprobs']:>9.1f} {row['time/mc_rollouts']:>7.1f} "
+            f"{int(row['mc']):>8} {row['time/update']:>8.1f} {row['time/sync']:>6.2f} {row['time/iteration']:>8.1f} "
+            f"{row['time/iteration'] / base:>6.2f}"
+        )

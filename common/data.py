@@ -26,9 +26,19 @@ INSTRUCTION = "Put your final answer within \\boxed{}."
 HUB = {  # name -> split -> list of (path, config, split) whose rows are concatenated
     "gsm8k": {"train": [("openai/gsm8k", "main", "train")], "test": [("openai/gsm8k", "main", "test")]},
     "math": {
-        "train": [("EleutherAI/hendrycks_math", s, split) for split in ("train", "test") for s in (
-            "algebra", "counting_and_probability", "geometry", "intermediate_algebra",
-            "number_theory", "prealgebra", "precalculus")],
+        "train": [
+            ("EleutherAI/hendrycks_math", s, split)
+            for split in ("train", "test")
+            for s in (
+                "algebra",
+                "counting_and_probability",
+                "geometry",
+                "intermediate_algebra",
+                "number_theory",
+                "prealgebra",
+                "precalculus",
+            )
+        ],
         "test": [("HuggingFaceH4/MATH-500", None, "test")],
     },
 }
@@ -48,11 +58,13 @@ def make_arithmetic(n: int, seed: int, max_digits: int = 2, max_ops: int = 1) ->
         for _ in range(ops):
             terms += [rng.choice("+-*"), str(rng.randint(10 ** (digits - 1), 10**digits - 1))]
         expression = " ".join(terms)
-        examples.append({
-            "question": f"What is {expression}?",
-            "answer": str(eval(expression)),  # only digits and + - * from above
-            "level": f"d{digits}o{ops}",
-        })
+        examples.append(
+            {
+                "question": f"What is {expression}?",
+                "answer": str(eval(expression)),  # only digits and + - * from above
+                "level": f"d{digits}o{ops}",
+            }
+        )
     return examples
 
 
@@ -70,7 +82,9 @@ def to_example(row: dict, where: str) -> dict:
         solution = row.get("solution")
         answer = extract_answer(solution) if isinstance(solution, str) else None  # MATH: last \boxed{}
     if not answer or not answer.strip():
-        raise SystemExit(f"error: {where}: no final answer ('answer', or a \\boxed{{}} in 'solution'); columns: {sorted(row)}")
+        raise SystemExit(
+            f"error: {where}: no final answer ('answer', or a \\boxed{{}} in 'solution'); columns: {sorted(row)}"
+        )
     return {"question": question.strip(), "answer": answer.strip()}
 
 
@@ -84,16 +98,26 @@ def _load_rows(path: str, config: str | None, split: str) -> list[dict]:
             suffix = Path(path).suffix.lstrip(".")
             kind = {"jsonl": "json", "json": "json", "parquet": "parquet", "csv": "csv"}.get(suffix)
             if kind is None:
-                raise SystemExit(f"error: --dataset {path}: unsupported file type (use .jsonl, .json, .parquet or .csv)")
+                raise SystemExit(
+                    f"error: --dataset {path}: unsupported file type (use .jsonl, .json, .parquet or .csv)"
+                )
             return list(datasets.load_dataset(kind, data_files=path, split="train"))
         return list(datasets.load_dataset(path, config, split=split))
     except SystemExit:
         raise
     except Exception as e:  # offline hub, unreadable file, bad JSON line, ...
-        hint = "" if Path(path).is_file() else (
-            "\nhint: no network or no dataset hub? pass a local file instead: --dataset path/to/train.jsonl"
-            " (.jsonl, .json, .parquet or .csv with question/answer columns)")
-        raise SystemExit(f"error: could not load {path} ({config or 'default'}, {split}): {type(e).__name__}: {e}".strip()[:2000] + hint) from None
+        hint = (
+            ""
+            if Path(path).is_file()
+            else (
+                "\nhint: no network or no dataset hub? pass a local file instead: --dataset path/to/train.jsonl"
+                " (.jsonl, .json, .parquet or .csv with question/answer columns)"
+            )
+        )
+        raise SystemExit(
+            f"error: could not load {path} ({config or 'default'}, {split}): {type(e).__name__}: {e}".strip()[:2000]
+            + hint
+        ) from None
 
 
 def load_split(dataset: str, split: str, seed: int = 0) -> list[dict]:
@@ -101,8 +125,11 @@ def load_split(dataset: str, split: str, seed: int = 0) -> list[dict]:
     if dataset == "arithmetic":  # disjoint seeds for train and test
         return make_arithmetic(5000 if split == "train" else 500, seed=(seed * 2 + (split == "test")))
     if dataset in HUB:
-        rows = [(row, f"{p}{f'/{config}' if config else ''}/{s}[{i}]") for p, config, s in HUB[dataset][split]
-                for i, row in enumerate(_load_rows(p, config, s))]
+        rows = [
+            (row, f"{p}{f'/{config}' if config else ''}/{s}[{i}]")
+            for p, config, s in HUB[dataset][split]
+            for i, row in enumerate(_load_rows(p, config, s))
+        ]
     elif Path(dataset).is_file():
         path = Path(dataset)
         if split == "test":

@@ -104,7 +104,9 @@ def shard_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module
             fully_shard(module)
     fully_shard(model)
     for module in model.modules():
-        if hasattr(module, "set_gradient_divide_factor"):  # sum, not average: losses are normalised by the global token count
+        if hasattr(
+            module, "set_gradient_divide_factor"
+        ):  # sum, not average: losses are normalised by the global token count
             module.set_gradient_divide_factor(1.0)
             module.set_force_sum_reduction_for_comms(True)  # a plain SUM (gloo has no pre-multiplied sum)
     return model
@@ -128,5 +130,25 @@ def optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) ->
 
 
 def load_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
-    """Load `optimizer_state`'s result (saved with any world size) into this rank's optimiser."""
+    """Load `optimizer_state`'s result (saved with any world size) into this rank's optimiser. The learning rate
+    stays the one the optimiser was built with (this run's flag: a resumed run may lower it after a divergence)."""
+    learning_rates = [group["lr"] for group in optimizer.param_groups]
     set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=TORCHRUN))
+    for group, learning_rate in zip(optimizer.param_groups, learning_rates):
+        group["lr"] = learning_rate
+    # The state may still live in the memory-mapped state.pt: give the optimiser its own copies. Measured: AdamW
+    # stepping on mapped tensors gave different weights (3.6e-4 after one step), and resume was no longer exact.
+    for param_state in optimizer.state.values():
+        for key, value in param_state.items():
+            if isinstance(value, torch.Tensor):
+                param_state[key] = value.clone()
+
+
+def any_rank(flag: bool) -> bool:
+    """Whether `flag` holds on any rank: every rank gets the same answer (a collective under torchrun)."""
+    if not TORCHRUN:
+        return flag
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    flag_tensor = torch.tensor(float(flag), device=device)
+    dist.all_reduce(flag_tensor, op=dist.ReduceOp.MAX)
+    return bool(flag_tensor.item())

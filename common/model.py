@@ -14,6 +14,7 @@ from pathlib import Path
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
 
 
 def cache_dir() -> Path:
@@ -66,14 +67,50 @@ def convert_gguf(gguf_dir: Path, gguf_file: str, out: Path) -> None:
 
 
 def resolve_model(model: str | None) -> str:
-    """`None` -> the embedded default; a local folder -> itself (checked); else a hub id."""
+    """The local folder of `--model`, checked: `None` -> the embedded default; a local folder -> itself; a hub id
+    -> its snapshot in the Hugging Face cache (downloaded once; transformers and vLLM then both read that folder).
+    Anything that cannot load (no such folder or hub model, an unreachable hub, a folder without config, weights or
+    tokenizer) ends the run with one `error:` line, before a run folder is made."""
     if model is None or model == "default":
         return default_model_path()
     path = Path(model).expanduser()
-    if path.exists():
-        if not (path / "config.json").exists():
-            raise SystemExit(f"error: --model {model}: the folder has no config.json, not a Hugging Face model")
-        return str(path)
-    if model.startswith((".", "/", "~")) or model.count("/") > 1:
-        raise SystemExit(f"error: --model {model}: no such folder")
-    return model  # a Hugging Face hub id: transformers and vLLM download it
+    if not path.exists():
+        if model.startswith((".", "/", "~")) or model.count("/") > 1:
+            raise SystemExit(f"error: --model {model}: no such folder")
+        path = Path(download(model))
+    if not (path / "config.json").is_file():
+        raise SystemExit(f"error: --model {model}: the folder has no config.json, not a Hugging Face model")
+    if not any(path.glob("*.safetensors")) and not any(path.glob("pytorch_model*.bin")):
+        raise SystemExit(f"error: --model {model}: no weights (*.safetensors or pytorch_model*.bin) in {path}")
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise SystemExit(
+            f"error: --model {model}: no tokenizer in {path} (none of {', '.join(TOKENIZER_FILES)}; "
+            "hint: save the tokenizer beside the weights with tokenizer.save_pretrained)"
+        )
+    return str(path)
+
+
+def download(model_id: str) -> str:
+    """The snapshot folder of a hub model: config, tokenizer and safetensors weights (PyTorch pickles only if it
+    has no safetensors), from the local cache when it is there, else downloaded."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+    patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken"]
+    try:
+        folder = snapshot_download(model_id, allow_patterns=patterns)
+        if not any(Path(folder).glob("*.safetensors")):
+            folder = snapshot_download(model_id, allow_patterns=[*patterns, "pytorch_model*.bin"])
+    except (RepositoryNotFoundError, RevisionNotFoundError):
+        raise SystemExit(
+            f"error: --model {model_id}: no such model on the Hugging Face hub (a private or gated one needs "
+            "`hf auth login`)"
+        ) from None
+    except LocalEntryNotFoundError:
+        raise SystemExit(
+            f"error: --model {model_id}: the Hugging Face hub cannot be reached and the model is not in its cache "
+            f"(hint: on a machine with a network, `hf download {model_id} --local-dir DIR`, then pass --model DIR)"
+        ) from None
+    except Exception as e:  # a disk, permission or network failure part-way
+        raise SystemExit(f"error: --model {model_id}: download failed: {type(e).__name__}: {e}"[:2000]) from None
+    return folder

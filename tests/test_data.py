@@ -71,7 +71,9 @@ def test_arithmetic_difficulty_knobs_bound_digits_and_ops(max_digits, max_ops):
 
 
 def test_arithmetic_train_and_test_splits_use_disjoint_seeds():
-    splits = {(seed, split): load_split("arithmetic", split, seed=seed) for seed in (0, 1) for split in ("train", "test")}
+    splits = {
+        (seed, split): load_split("arithmetic", split, seed=seed) for seed in (0, 1) for split in ("train", "test")
+    }
     assert len(splits[0, "train"]) == 5000 and len(splits[0, "test"]) == 500
     firsts = [tuple(e["question"] for e in examples[:100]) for examples in splits.values()]
     assert len(set(firsts)) == len(firsts)  # no split of any seed repeats another's sequence
@@ -81,8 +83,20 @@ def test_arithmetic_train_and_test_splits_use_disjoint_seeds():
 # ------------------------------------------------------------------------------- to_example
 
 GSM8K_ROW = {"question": " Natalia sold clips. How many? ", "answer": "She sold 1,000 + 234 = 1,234.\n#### 1,234"}
-MATH_ROW = {"problem": "Compute $x$.", "solution": r"So $x = \boxed{\frac{\sqrt{3}}{2}}$.", "level": "Level 2", "type": "Algebra"}
-MATH500_ROW = {"problem": "Find $y$.", "solution": r"Thus $\boxed{\frac12}$.", "answer": r"\frac{1}{2}", "subject": "Algebra", "level": 2, "unique_id": "test/algebra/1.json"}
+MATH_ROW = {
+    "problem": "Compute $x$.",
+    "solution": r"So $x = \boxed{\frac{\sqrt{3}}{2}}$.",
+    "level": "Level 2",
+    "type": "Algebra",
+}
+MATH500_ROW = {
+    "problem": "Find $y$.",
+    "solution": r"Thus $\boxed{\frac12}$.",
+    "answer": r"\frac{1}{2}",
+    "subject": "Algebra",
+    "level": 2,
+    "unique_id": "test/algebra/1.json",
+}
 
 
 @pytest.mark.parametrize("row,expected", [
@@ -130,7 +144,9 @@ def write(path: Path, rows: list[dict]) -> Path:
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".json", ".parquet", ".csv"])
-@pytest.mark.parametrize("row,answer", [(GSM8K_ROW, "1234"), (MATH_ROW, r"\frac{\sqrt{3}}{2}"), (MATH500_ROW, r"\frac{1}{2}")])
+@pytest.mark.parametrize(
+    "row,answer", [(GSM8K_ROW, "1234"), (MATH_ROW, r"\frac{\sqrt{3}}{2}"), (MATH500_ROW, r"\frac{1}{2}")]
+)
 def test_load_split_reads_local_files_in_hub_schemas(tmp_path, suffix, row, answer):
     other = {**row, next(k for k in ("question", "problem") if k in row): "Another question?"}
     path = write(tmp_path / f"data{suffix}", [row, other])
@@ -141,7 +157,10 @@ def test_load_split_reads_local_files_in_hub_schemas(tmp_path, suffix, row, answ
 
 
 def test_load_split_reads_numeric_answers_from_csv(tmp_path):
-    path = write(tmp_path / "sums.csv", [{"question": "What is 2 + 2?", "answer": 4}, {"question": "What is 5 - 7?", "answer": -2}])
+    path = write(
+        tmp_path / "sums.csv",
+        [{"question": "What is 2 + 2?", "answer": 4}, {"question": "What is 5 - 7?", "answer": -2}],
+    )
     assert [e["answer"] for e in load_split(str(path), "train")] == ["4", "-2"]
 
 
@@ -173,7 +192,9 @@ def test_load_split_bad_local_files_exit_clearly(tmp_path, name, content, match)
 
 @pytest.mark.parametrize("name", ["no_such_dataset", "missing/train.jsonl"])
 def test_load_split_unknown_dataset_exits_clearly(name):
-    with pytest.raises(SystemExit, match=r"^error: --dataset .*not one of arithmetic, gsm8k, math, nor an existing file"):
+    with pytest.raises(
+        SystemExit, match=r"^error: --dataset .*not one of arithmetic, gsm8k, math, nor an existing file"
+    ):
         load_split(name, "train")
 
 
@@ -183,9 +204,13 @@ def test_load_split_unknown_dataset_exits_clearly(name):
 def fake_math_hub(malformed_at: tuple[str, str, int] | None = None):
     """A `_load_rows` serving MATH (7 configs x train/test) and MATH-500 in their hub schemas.
     Two hendrycks problems are also in MATH-500 (one with other surrounding whitespace)."""
+
     def load_rows(path, config, split):
         if path == "HuggingFaceH4/MATH-500":
-            return [{**MATH500_ROW, "problem": f"Shared {k}?", "answer": str(k), "solution": rf"\boxed{{{k}}}"} for k in (1, 2)]
+            return [
+                {**MATH500_ROW, "problem": f"Shared {k}?", "answer": str(k), "solution": rf"\boxed{{{k}}}"}
+                for k in (1, 2)
+            ]
         assert path == "EleutherAI/hendrycks_math" and split in ("train", "test"), (path, config, split)
         rows = [{**MATH_ROW, "problem": f"{config} {split} {i}?", "solution": rf"\boxed{{{i}}}"} for i in range(3)]
         if (config, split) == ("algebra", "test"):
@@ -193,6 +218,7 @@ def fake_math_hub(malformed_at: tuple[str, str, int] | None = None):
         if malformed_at and (config, split) == malformed_at[:2]:
             rows[malformed_at[2]] = {"problem": "No solution?", "level": "Level 1"}
         return rows
+
     return load_rows
 
 
@@ -231,7 +257,7 @@ def generation_prompt(tokenizer) -> str:
     with_prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     without = tokenizer.apply_chat_template(messages, add_generation_prompt=False, tokenize=False)
     assert with_prompt.startswith(without) and len(with_prompt) > len(without)
-    return with_prompt[len(without):]
+    return with_prompt[len(without) :]
 
 
 def test_build_prompt_with_chat_template_has_question_instruction_and_fewshot(tiny_model):
@@ -241,7 +267,7 @@ def test_build_prompt_with_chat_template_has_question_instruction_and_fewshot(ti
     ids = build_prompt(tokenizer, question, "arithmetic")
     assert isinstance(ids, list) and all(isinstance(i, int) for i in ids)
     text = tokenizer.decode(ids)
-    (shot_question, shot_answer), = FEWSHOT["arithmetic"]
+    ((shot_question, shot_answer),) = FEWSHOT["arithmetic"]
     assert f"{shot_question} {INSTRUCTION}" in text and shot_answer in text
     assert f"{question} {INSTRUCTION}" in text and text.index(shot_answer) < text.index(question)
     assert text.endswith(generation_prompt(tokenizer))
@@ -252,9 +278,11 @@ def test_build_prompt_with_chat_template_has_question_instruction_and_fewshot(ti
 def test_build_prompt_without_chat_template_is_plain_text(tiny_model):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     tokenizer.chat_template = None
-    (shot_question, shot_answer), = FEWSHOT["arithmetic"]
+    ((shot_question, shot_answer),) = FEWSHOT["arithmetic"]
     text = tokenizer.decode(build_prompt(tokenizer, "What is 17 + 25?", "arithmetic"), skip_special_tokens=True)
-    assert text == (f"Question: {shot_question} {INSTRUCTION}\nAnswer: {shot_answer}\n\n"
-                    f"Question: What is 17 + 25? {INSTRUCTION}\nAnswer:")
+    assert text == (
+        f"Question: {shot_question} {INSTRUCTION}\nAnswer: {shot_answer}\n\n"
+        f"Question: What is 17 + 25? {INSTRUCTION}\nAnswer:"
+    )
     text = tokenizer.decode(build_prompt(tokenizer, "How many?", "gsm8k"), skip_special_tokens=True)
     assert text == f"Question: How many? {INSTRUCTION}\nAnswer:"

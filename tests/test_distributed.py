@@ -1,10 +1,10 @@
 """torchrun on this CPU (gloo): every trainer runs with 2 ranks, each with its own vLLM engine,
 the policy sharded with FSDP2; an update split over 2 ranks equals the one-process update."""
+
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -24,22 +24,45 @@ def torchrun(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def runs(tiny_model, tmp_path_factory):
     """Each trainer for one iteration under torchrun with 2 ranks: (run folder, per-rank records, process)."""
+
     def run(script):
         out = tmp_path_factory.mktemp(script.removesuffix(".py"))
-        result = torchrun("tests/distributed/run_trainer.py", str(out), script, "--model", tiny_model, "--output-dir", str(out / "runs"),
-                          *TINY_FLAGS, "--num-iterations", "1", "--eval-size", "3")
+        result = torchrun(
+            "tests/distributed/run_trainer.py",
+            str(out),
+            script,
+            "--model",
+            tiny_model,
+            "--output-dir",
+            str(out / "runs"),
+            *TINY_FLAGS,
+            "--num-iterations",
+            "1",
+            "--eval-size",
+            "3",
+        )
         assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-4000:])
         ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
         return only_run_dir(out / "runs"), ranks, result
+
     return run
 
 
-@pytest.mark.parametrize("script", ["ppo.py", "vineppo.py", "lilo_ppo.py", "lilo_vineppo.py"])
+# The LILO trainers share every distributed line with their base trainers (their selection runs identically on every
+# rank, from the gathered scores): marked slow, run with `pytest -m slow`, to keep the default suite under 10 minutes.
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    "script",
+    ["ppo.py", "vineppo.py", pytest.param("lilo_ppo.py", marks=SLOW), pytest.param("lilo_vineppo.py", marks=SLOW)],
+)
 def test_two_ranks_train_one_iteration_and_end_with_the_same_weights(script, runs, tiny_model):
     run_dir, ranks, result = runs(script)
     assert [r["iteration"] for r in ranks] == [1, 1]
     assert ranks[0]["policy"] == ranks[1]["policy"]
     from transformers import AutoModelForCausalLM
+
     initial_model = AutoModelForCausalLM.from_pretrained(tiny_model)
     initial = [t.double().sum().item() for t in initial_model.state_dict().values()]
     assert sum(a != b for a, b in zip(initial, ranks[0]["policy"])) > len(initial) / 2  # the policy was trained
@@ -48,11 +71,16 @@ def test_two_ranks_train_one_iteration_and_end_with_the_same_weights(script, run
     for rank in ranks:
         assert rank["engine_logprobs"] == pytest.approx(rank["policy_logprobs"], abs=1e-3)
     if "vineppo" in script:
-        return  # a random tiny model gets every reward 0: VinePPO's advantages are all 0, only weight decay moves the weights
+        # a random tiny model gets every reward 0: VinePPO's advantages are all 0, only weight decay moves the weights
+        return
     with torch.no_grad():
         logits = initial_model(input_ids=torch.tensor([PROMPT + ranks[0]["tokens"]])).logits[0, len(PROMPT) - 1 : -1]
-    initial_logprobs = torch.log_softmax(logits, -1).gather(-1, torch.tensor(ranks[0]["tokens"])[:, None]).squeeze(-1).tolist()
-    assert max(abs(a - b) for a, b in zip(initial_logprobs, ranks[0]["engine_logprobs"])) > 1e-2  # not the initial weights
+    initial_logprobs = (
+        torch.log_softmax(logits, -1).gather(-1, torch.tensor(ranks[0]["tokens"])[:, None]).squeeze(-1).tolist()
+    )
+    assert (
+        max(abs(a - b) for a, b in zip(initial_logprobs, ranks[0]["engine_logprobs"])) > 1e-2
+    )  # not the initial weights
     # rank 0 alone logs (one line per iteration, not two) and checkpoints
     assert result.stdout.count("iter 1/1 train_acc=") == 1
     assert [step for step, _ in read_scalars(run_dir)["charts/train_accuracy"]] == [1]
@@ -62,19 +90,36 @@ def test_two_ranks_train_one_iteration_and_end_with_the_same_weights(script, run
 
 def test_a_two_rank_checkpoint_resumes_in_one_process(runs, tiny_model):
     run_dir, _, _ = runs("ppo.py")
-    result = run_script("ppo.py", "--model", tiny_model, "--resume", str(run_dir), *TINY_FLAGS, "--num-iterations", "2", "--eval-size", "3")
+    result = run_script(
+        "ppo.py",
+        "--model",
+        tiny_model,
+        "--resume",
+        str(run_dir),
+        *TINY_FLAGS,
+        "--num-iterations",
+        "2",
+        "--eval-size",
+        "3",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resumed from" in result.stdout and "iter 2/2" in result.stdout
     assert torch.load(run_dir / "checkpoint" / "state.pt", weights_only=False)["iteration"] == 2
 
 
 def test_an_update_split_over_two_ranks_equals_the_one_process_update(tiny_model, tmp_path):
-    one = subprocess.run([sys.executable, "tests/distributed/one_update.py", tiny_model, str(tmp_path / "one.pt")],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    one = subprocess.run(
+        [sys.executable, "tests/distributed/one_update.py", tiny_model, str(tmp_path / "one.pt")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert one.returncode == 0, one.stderr[-3000:]
     two = torchrun("tests/distributed/one_update.py", tiny_model, str(tmp_path / "two.pt"))
     assert two.returncode == 0, two.stderr[-3000:]
     from transformers import AutoModelForCausalLM
+
     initial = AutoModelForCausalLM.from_pretrained(tiny_model).state_dict()
     one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
     assert one.keys() == two.keys()
@@ -85,7 +130,9 @@ def test_an_update_split_over_two_ranks_equals_the_one_process_update(tiny_model
 
 
 def test_a_minibatch_that_does_not_split_over_the_ranks_is_one_clear_error(tiny_model):
-    result = torchrun("ppo.py", "--model", tiny_model, *TINY_FLAGS, "--minibatch-size", "1", "--micro-batch-size", "1", timeout=300)
+    result = torchrun(
+        "ppo.py", "--model", tiny_model, *TINY_FLAGS, "--minibatch-size", "1", "--micro-batch-size", "1", timeout=300
+    )
     assert result.returncode != 0
     assert "--minibatch-size must be a multiple of the number of processes (2)" in result.stderr
     assert 'ppo.py", line' not in result.stderr  # the trainer's own exit, not a crash (torchrun adds its own report)

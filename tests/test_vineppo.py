@@ -3,22 +3,25 @@
 import random
 
 import pytest
-import torch
 
+import lilo_vineppo
 import vineppo
-from conftest import TINY_FLAGS, assert_logged, read_scalars, run_script, share_of_tensors_changed, train
+from conftest import TINY_FLAGS, assert_logged, read_scalars, share_of_tensors_changed, train
 
 NL = 99  # a token id standing for a token with a line break
 
 
-@pytest.mark.parametrize("response, min_tokens, expected", [
-    ([1, 2, 3, NL, 4, 5, 6, NL, 7, 8, 9], 2, [4, 8, 11]),  # boundaries right after each line break
-    ([1, NL, 2, 3, 4, NL, 5, 6, 7], 3, [6, 9]),  # the 2-token first line joins the next step
-    ([1, 2, 3, NL, 4], 3, [5]),  # a 1-token tail joins the step before it
-    ([1, 2, 3, NL], 2, [4]),  # a response ending on a line break: no empty last step
-    ([1, 2, 3], 1, [3]),  # no line break: one step
-    ([NL], 1, [1]),
-])
+@pytest.mark.parametrize(
+    "response, min_tokens, expected",
+    [
+        ([1, 2, 3, NL, 4, 5, 6, NL, 7, 8, 9], 2, [4, 8, 11]),  # boundaries right after each line break
+        ([1, NL, 2, 3, 4, NL, 5, 6, 7], 3, [6, 9]),  # the 2-token first line joins the next step
+        ([1, 2, 3, NL, 4], 3, [5]),  # a 1-token tail joins the step before it
+        ([1, 2, 3, NL], 2, [4]),  # a response ending on a line break: no empty last step
+        ([1, 2, 3], 1, [3]),  # no line break: one step
+        ([NL], 1, [1]),
+    ],
+)
 def test_split_steps_on_crafted_responses(response, min_tokens, expected):
     assert vineppo.split_steps(response, {NL}, min_tokens, max_steps=16) == expected
 
@@ -63,10 +66,33 @@ def test_mc_values_match_known_success_probabilities(tiny_model):
         tuple(prompt + answered + [0]): ("6", len(answered) + 1, tokenizer.decode(answered + [0])),
         tuple(prompt + unanswered): ("\\frac{1}{7}", len(unanswered), tokenizer.decode(unanswered)),
     }
-    values = vineppo.mc_values(llm, prefixes, k=8, temperature=1.0, top_p=1.0, max_new_tokens=40, penalty=0.0)
+    args = vineppo.Args(mc_rollouts=8, mc_temperature=1.0, top_p=1.0, max_new_tokens=40)
+    values = vineppo.mc_values(llm, prefixes, args)
     assert list(values.values()) == [1.0, 0.0, 0.0]
-    values = vineppo.mc_values(llm, prefixes, k=8, temperature=1.0, top_p=1.0, max_new_tokens=40, penalty=0.5)
+    values = vineppo.mc_values(llm, prefixes, vineppo.Args(**{**vars(args), "unparseable_penalty": 0.5}))
     assert list(values.values()) == [1.0, 0.0, -0.5]  # the unanswered prefix stays unparseable
+
+
+@pytest.fixture(scope="module")
+def coin_llm(coin_model):
+    from common.vllm_utils import start_engine
+
+    return start_engine(coin_model, seed=0, max_model_len=256, gpu_memory_utilization=0.3)
+
+
+@pytest.mark.parametrize("module", [vineppo, lilo_vineppo], ids=["vineppo", "lilo_vineppo"])
+def test_mc_value_is_the_mean_over_all_k_rollouts(module, coin_model, coin_llm):
+    """From the prompt, the coin model is right half the time: the mean of K = 16 rollouts lies strictly between
+    0 and 1 (one rollout, or any single completion, would give exactly 0 or 1)."""
+    from transformers import AutoTokenizer
+
+    from common.data import build_prompt
+
+    tokenizer = AutoTokenizer.from_pretrained(coin_model)
+    prompt = build_prompt(tokenizer, "what is 1?", "coin")
+    args = module.Args(mc_rollouts=16, mc_temperature=1.0, max_new_tokens=8)
+    (value,) = module.mc_values(coin_llm, {tuple(prompt): ("1", 0, "")}, args).values()
+    assert 0.2 < value < 0.8 and value * 16 == round(value * 16)
 
 
 TINY_RUN = [*TINY_FLAGS, "--eval-interval", "1", "--mc-rollouts", "2", "--min-step-tokens", "1"]
@@ -81,25 +107,28 @@ def test_end_to_end_logs_metrics_and_checkpoints(vineppo_run, tiny_model):
     run_dir, result = vineppo_run
     assert "iter 2/2 train_acc=" in result.stdout
     scalars = read_scalars(run_dir)
-    assert_logged(scalars, ["charts/train_accuracy", "charts/kl", "charts/mc_completions", "charts/steps_per_completion",
-                            "losses/policy_loss", "losses/entropy", "time/mc_rollouts", "time/sync"], [1, 2])
+    assert_logged(
+        scalars,
+        [
+            "charts/train_accuracy",
+            "charts/kl",
+            "charts/mc_completions",
+            "charts/steps_per_completion",
+            "losses/policy_loss",
+            "losses/entropy",
+            "time/mc_rollouts",
+            "time/sync",
+        ],
+        [1, 2],
+    )
     assert "losses/value_loss" not in scalars
     # at least the 2 prompts' values, each from 2 rollouts
     assert all(v >= 2 * 2 for _, v in scalars["charts/mc_completions"])
     assert_logged(scalars, ["charts/test_accuracy", "charts/train_subset_accuracy"], [0, 1, 2])
-    assert share_of_tensors_changed(f"{tiny_model}/model.safetensors", run_dir / "checkpoint" / "policy" / "model.safetensors") > 0.5
+    assert (
+        share_of_tensors_changed(
+            f"{tiny_model}/model.safetensors", run_dir / "checkpoint" / "policy" / "model.safetensors"
+        )
+        > 0.5
+    )
     assert not (run_dir / "checkpoint" / "value").exists()
-
-
-def test_resume_continues_from_the_checkpoint(vineppo_run, tiny_model):
-    run_dir, _ = vineppo_run
-    result = run_script("vineppo.py", "--model", tiny_model, "--resume", str(run_dir), *TINY_RUN, "--num-iterations", "3")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "resumed from" in result.stdout and "iter 3/3" in result.stdout and "iter 1/3" not in result.stdout
-    assert torch.load(run_dir / "checkpoint" / "state.pt", weights_only=False)["iteration"] == 3
-
-
-def test_bad_input_ends_with_one_clear_message(tiny_model):
-    result = run_script("vineppo.py", "--model", tiny_model, "--mc-rollouts", "0", timeout=300)
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "--mc-rollouts must be at least 1" in result.stderr.strip().splitlines()[-1]

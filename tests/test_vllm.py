@@ -64,7 +64,7 @@ def test_greedy_is_deterministic_and_in_prompt_order(tiny_llm, prompts):
 
 def test_stop_strings_end_the_completion_untruncated(tiny_llm, prompts):
     full = greedy(tiny_llm, prompts[:1], max_tokens=32)[0]
-    stop = full.text[len(full.text) // 2:][:3]  # a string the model will produce mid-way
+    stop = full.text[len(full.text) // 2 :][:3]  # a string the model will produce mid-way
     assert stop.strip() and full.truncated
     stopped = greedy(tiny_llm, prompts[:1], max_tokens=32, stop=[stop])[0]
     assert stopped.text == full.text[: full.text.index(stop)]
@@ -88,6 +88,39 @@ def test_sync_weights_changes_generation_and_syncing_back_restores_it(tiny_llm, 
         model.load_state_dict(original)
         assert sync_weights(tiny_llm, model) > 0
     assert greedy(tiny_llm, prompts) == before
+
+
+def test_sync_drops_the_cached_prefixes_of_long_prompts(tiny_llm, tiny_model):
+    """A prompt longer than a few KV-cache blocks (128 tokens each on a CPU) is cached by the first generation;
+    after a weight sync the engine must not reuse those blocks, computed with the old weights: its log-probs
+    must be the new model's, as computed by transformers."""
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    from ppo import pad_batch, response_logprobs
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    prompt = tokenizer(" ".join(f"item {i}," for i in range(120)))["input_ids"][:400]
+    assert len(prompt) > 3 * 128
+    params = SamplingParams(n=1, temperature=0.0, max_tokens=8, logprobs=0)
+    tiny_llm.generate([TokensPrompt(prompt_token_ids=prompt)], params, use_tqdm=False)  # fills the prefix cache
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    original = {name: p.clone() for name, p in model.state_dict().items()}
+    torch.manual_seed(2)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    try:
+        sync_weights(tiny_llm, model)
+        (out,) = tiny_llm.generate([TokensPrompt(prompt_token_ids=prompt)], params, use_tqdm=False)[0].outputs
+        engine_logp = torch.tensor([step[t].logprob for t, step in zip(out.token_ids, out.logprobs)])
+        batch = pad_batch([prompt], [list(out.token_ids)], tokenizer.eos_token_id)
+        with torch.no_grad():
+            model_logp = response_logprobs(model, *batch[:2], batch[3], temperature=1.0)[0][0]
+        assert (engine_logp - model_logp).abs().max() < 1e-3
+    finally:
+        model.load_state_dict(original)
+        sync_weights(tiny_llm, model)
 
 
 def test_default_model_answers_a_chat_prompt(default_llm):

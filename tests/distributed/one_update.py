@@ -8,6 +8,7 @@ weights. With the loss divided by the whole minibatch's token count and gradient
 ranks, the two runs must end with the same weights. SGD, not AdamW: Adam's step barely depends
 on the gradient's scale, so it would hide a gradient that is off by the number of ranks.
 """
+
 import sys
 from pathlib import Path
 
@@ -24,7 +25,9 @@ if __name__ == "__main__":
     model_path, out_file = sys.argv[1], sys.argv[2]
     rank, world_size, device = init_distributed()
     generator = torch.Generator().manual_seed(0)
-    lengths = torch.randint(3, 12, (8, 2), generator=generator).tolist()  # 8 sequences: prompt and response lengths differ
+    lengths = torch.randint(
+        3, 12, (8, 2), generator=generator
+    ).tolist()  # 8 sequences: prompt and response lengths differ
     prompts = [torch.randint(0, 1000, (p,), generator=generator).tolist() for p, _ in lengths]
     responses = [torch.randint(0, 1000, (r,), generator=generator).tolist() for _, r in lengths]
     input_ids, attention_mask, mask, width = pad_batch(prompts, responses, pad_id=0)
@@ -39,7 +42,9 @@ if __name__ == "__main__":
     for mb in rank_rows(minibatch).split(2):
         logp, _ = response_logprobs(policy, input_ids[mb], attention_mask[mb], width, 1.0)
         values = torch.zeros_like(logp)
-        pg_loss, _, _ = ppo_losses(logp, old_logp[mb] - 0.1, advantages[mb], values, values, values, mask[mb], 0.2, 0.2, n_tokens)
+        pg_loss, _, _ = ppo_losses(
+            logp, old_logp[mb] - 0.1, advantages[mb], values, values, values, mask[mb], 0.2, 0.2, n_tokens
+        )
         pg_loss.backward()
     optimizer.step()
     weights = model_state(policy)

@@ -6,6 +6,7 @@ The script runs as `__main__`; afterwards every rank writes OUT_DIR/rank<R>.json
 sums of its full (gathered) policy weights, a greedy continuation of a fixed prompt by its vLLM
 engine with the engine's log-probs, and the policy's log-probs of the same tokens.
 """
+
 import json
 import runpy
 import sys
@@ -20,7 +21,6 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from common.distributed import full_tensors  # noqa: E402
 
-
 PROMPT = [1, 2, 3, 4, 5, 6, 7, 8]
 
 
@@ -29,11 +29,25 @@ if __name__ == "__main__":
     sys.argv = [script, *flags]
     trainer = runpy.run_path(str(ROOT / script), run_name="__main__")
     policy = [t.double().sum().item() for _, t in full_tensors(trainer["policy"])]
-    sample = trainer["llm"].generate([TokensPrompt(prompt_token_ids=PROMPT)], SamplingParams(temperature=0, max_tokens=8, logprobs=0), use_tqdm=False)[0].outputs[0]
+    sample = (
+        trainer["llm"]
+        .generate(
+            [TokensPrompt(prompt_token_ids=PROMPT)],
+            SamplingParams(temperature=0, max_tokens=8, logprobs=0),
+            use_tqdm=False,
+        )[0]
+        .outputs[0]
+    )
     tokens = list(sample.token_ids)
     engine_logprobs = [lp[t].logprob for t, lp in zip(tokens, sample.logprobs)]
     with torch.no_grad():  # a collective forward pass under FSDP: every rank runs it on the same input
         logits = trainer["policy"](input_ids=torch.tensor([PROMPT + tokens])).logits[0, len(PROMPT) - 1 : -1].float()
     policy_logprobs = torch.log_softmax(logits, -1).gather(-1, torch.tensor(tokens)[:, None]).squeeze(-1).tolist()
-    record = {"iteration": trainer["iteration"], "policy": policy, "tokens": tokens, "engine_logprobs": engine_logprobs, "policy_logprobs": policy_logprobs}
+    record = {
+        "iteration": trainer["iteration"],
+        "policy": policy,
+        "tokens": tokens,
+        "engine_logprobs": engine_logprobs,
+        "policy_logprobs": policy_logprobs,
+    }
     (out / f"rank{dist.get_rank()}.json").write_text(json.dumps(record))

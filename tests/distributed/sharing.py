@@ -3,6 +3,7 @@
 Prompts shared out to engines and gathered back come back whole and in order (also when the
 ranks' shares differ in size, or one is empty); rows shared out for forward passes likewise.
 """
+
 import sys
 from pathlib import Path
 

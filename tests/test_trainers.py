@@ -1,0 +1,220 @@
+"""What all four trainers must do, tested on each: learn in the right direction when the rewards are known, keep
+the KL estimate's sign, divide log-probs by the sampling temperature, select the learnable questions (LILO),
+resume exactly, stop cleanly on a signal and refuse non-finite numbers.
+
+Most runs use the "coin" model (tests/conftest.py): it answers \\boxed{1} or \\boxed{2} with equal odds, and the coin
+dataset's questions have gold 1 (solved half the time) or 3 (never solved), so the right update is known."""
+
+import json
+import math
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import lilo_ppo
+import lilo_vineppo
+import ppo
+import vineppo
+from conftest import ROOT, answer_probability, assert_logged, only_run_dir, read_scalars, run_script, train
+
+TRAINERS = ["ppo.py", "vineppo.py", "lilo_ppo.py", "lilo_vineppo.py"]
+MODULES = {"ppo.py": ppo, "vineppo.py": vineppo, "lilo_ppo.py": lilo_ppo, "lilo_vineppo.py": lilo_vineppo}
+# 4 questions x 8 completions per iteration (LILO: from a pool of 16 questions, i.e. each coin question twice)
+COIN_FLAGS = ["--questions-per-iteration", "4", "--completions-per-question", "8", "--minibatch-size", "16",
+              "--micro-batch-size", "16", "--max-new-tokens", "8", "--eval-interval", "2", "--eval-size", "8",
+              "--learning-rate", "2e-3", "--num-iterations", "3"]  # fmt: skip
+EXTRA = {"ppo.py": ["--value-learning-rate", "2e-3"], "vineppo.py": ["--mc-rollouts", "8"]}
+EXTRA["lilo_ppo.py"], EXTRA["lilo_vineppo.py"] = EXTRA["ppo.py"], EXTRA["vineppo.py"]
+
+
+def values(scalars, tag):
+    return [v for _, v in scalars[tag]]
+
+
+@pytest.fixture(scope="module", params=TRAINERS)
+def coin_run(request, coin_model, coin_dataset, tmp_path_factory):
+    script = request.param
+    flags = ["--dataset", coin_dataset, *COIN_FLAGS, *EXTRA[script]]
+    run_dir, result = train(script, coin_model, tmp_path_factory.mktemp("runs"), *flags)
+    return script, run_dir, read_scalars(run_dir), flags, result
+
+
+def test_logs_evaluates_and_checkpoints(coin_run, coin_model):
+    script, run_dir, scalars, _, result = coin_run
+    assert "iter 3/3 train_acc=" in result.stdout
+    tags = ["charts/train_accuracy", "charts/kl", "charts/advantage_mean", "charts/advantage_std", "losses/entropy",
+            "losses/policy_loss", "losses/clipfrac", "losses/approx_kl", "time/generation", "time/update"]  # fmt: skip
+    tags += ["losses/value_loss", "losses/explained_variance"] if "vine" not in script else ["charts/mc_completions"]
+    assert_logged(scalars, tags, [1, 2, 3])
+    assert_logged(scalars, ["charts/test_accuracy", "charts/train_subset_accuracy"], [0, 2, 3])
+    state = torch.load(run_dir / "checkpoint" / "state.pt", weights_only=False)
+    assert state["iteration"] == 3 and state["args"]["num_iterations"] == 3
+    assert json.loads((run_dir / "args.json").read_text())["num_iterations"] == 3
+    assert (run_dir / "checkpoint" / "value" / "model.safetensors").exists() == ("vine" not in script)
+    assert (run_dir / "checkpoint" / "policy" / "tokenizer.json").exists()
+
+
+def test_training_makes_the_rewarded_answer_likelier(coin_run, coin_model):
+    """Only \\boxed{1} is ever rewarded: after 3 iterations it must be likelier than at the start (1/2). An
+    advantage of the wrong sign (PPO's whitening inverted, VinePPO's V(s_k+1) - V(s_k) swapped) fails this."""
+    script, run_dir, *_ = coin_run
+    before = answer_probability(coin_model, "1")
+    after = answer_probability(run_dir / "checkpoint" / "policy", "1")
+    assert before == pytest.approx(0.5, abs=1e-3)
+    assert after > 0.55, (script, after)
+
+
+def test_kl_to_the_reference_grows_positive(coin_run):
+    """Once the policy has moved, sampled tokens are likelier under it than under the reference: the k1 estimate
+    log pi - log pi_ref averages above 0 (its sign flipped, it would read below 0). The LILO files share these
+    lines, but log the KL of the completions they selected, which selection biases: the most mixed questions
+    over-represent the answer the policy has moved away from (measured: -0.01 to -0.04 there)."""
+    script, _, scalars, *_ = coin_run
+    if script.startswith("lilo"):
+        pytest.skip("selected completions are not an unbiased sample of the policy")
+    kl = values(scalars, "charts/kl")
+    assert kl[0] == pytest.approx(0.0, abs=1e-5)  # the first rollout comes from the reference policy itself
+    assert kl[-1] > 0.01, (script, kl)
+
+
+def test_ppo_whitens_its_advantages(coin_run):
+    script, _, scalars, *_ = coin_run
+    if script not in ("ppo.py", "lilo_ppo.py"):
+        pytest.skip("VinePPO's advantages are not whitened")
+    assert all(abs(v) < 1e-4 for v in values(scalars, "charts/advantage_mean"))
+    assert all(v == pytest.approx(1.0, abs=1e-3) for v in values(scalars, "charts/advantage_std"))
+
+
+def test_lilo_trains_on_the_most_learnable_questions(coin_run):
+    """The pool holds each coin question twice: 8 never-solved (gold 3), 8 solved about half the time (gold 1).
+    LILO must train on 4 of the latter; the pool's first 4 questions would include never-solved ones."""
+    script, _, scalars, *_ = coin_run
+    if not script.startswith("lilo"):
+        pytest.skip("no selection in the base trainers")
+    assert values(scalars, "charts/completions_generated") == [128.0] * 3
+    assert values(scalars, "charts/completions_trained") == [32.0] * 3
+    assert values(scalars, "charts/pool_all_wrong_share") == [0.5] * 3
+    assert values(scalars, "charts/all_wrong_share")[0] == 0.0  # before training: every gold-1 question is mixed
+    assert all(b >= p for b, p in zip(values(scalars, "charts/batch_learnability"),
+                                      values(scalars, "charts/pool_learnability")))  # fmt: skip
+
+
+@pytest.mark.parametrize("script", TRAINERS)
+def test_log_probs_are_those_of_the_sampling_temperature(script, tiny_model):
+    """Completions are sampled at --temperature: the trainer's log-probs must be those of logits / temperature."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    module = MODULES[script]
+    input_ids, attention_mask, _, width = module.pad_batch([[10, 11, 12]], [[13, 14, 15]], pad_id=0)
+    logp, _ = module.response_logprobs(model, input_ids, attention_mask, width, temperature=0.5)
+    with torch.no_grad():
+        logits = model(input_ids=input_ids).logits[0, width - 1 : -1]
+    expected = torch.log_softmax(logits / 0.5, -1).gather(-1, input_ids[0, width:, None]).squeeze(-1)
+    assert torch.allclose(logp[0], expected, atol=1e-5)
+    assert not torch.allclose(logp[0], torch.log_softmax(logits, -1).gather(-1, input_ids[0, width:, None])[:, 0])
+
+
+def assert_same_weights(folder_a, folder_b):
+    a, b = load_file(folder_a / "model.safetensors"), load_file(folder_b / "model.safetensors")
+    assert a.keys() == b.keys()
+    different = [name for name in a if not torch.equal(a[name], b[name])]
+    assert not different, f"{len(different)} of {len(a)} tensors differ, e.g. {different[:3]}"
+
+
+def test_resume_is_exact(coin_run, coin_model, tmp_path):
+    """Three iterations in one go, or two, a restart and --resume for the third: the same weights, bit for bit
+    (vLLM samples from torch's global generator in this process, which the checkpoint restores)."""
+    script, whole, _, flags, _ = coin_run
+    if script != "ppo.py":
+        pytest.skip("ppo.py here; lilo_vineppo.py, with its buffer, below")
+    split, _ = train(script, coin_model, tmp_path, *flags, "--num-iterations", "2")
+    result = run_script(script, "--model", coin_model, "--resume", str(split), *flags)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resumed from" in result.stdout and "iter 3/3" in result.stdout and "iter 2/3" not in result.stdout
+    for part in ("policy", "value"):
+        assert_same_weights(whole / "checkpoint" / part, split / "checkpoint" / part)
+
+
+def test_lilo_vineppo_buffered_resume_is_exact(coin_model, coin_dataset, tmp_path):
+    """The buffer, filled at iteration 1 and drawn from at iteration 2, is part of the checkpoint."""
+    buffered = ["--buffered", "--buffer-interval", "2", "--buffer-candidates", "8", "--buffer-completions", "4",
+                "--buffer-size", "4"]  # fmt: skip
+    flags = ["--dataset", coin_dataset, *COIN_FLAGS, *EXTRA["lilo_vineppo.py"], "--num-iterations", "2", *buffered]
+    whole, _ = train("lilo_vineppo.py", coin_model, tmp_path / "whole", *flags)
+    split, _ = train("lilo_vineppo.py", coin_model, tmp_path / "split", *flags, "--num-iterations", "1")
+    result = run_script("lilo_vineppo.py", "--model", coin_model, "--resume", str(split), *flags)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # a refill at iteration 1 (8 candidates x 4 completions) and 4 questions x 8 completions each iteration, half
+    # of the questions from the buffer: at iteration 2 too, right after resuming, as the buffer was restored
+    for run_dir in (whole, split):
+        scalars = read_scalars(run_dir)
+        assert values(scalars, "charts/completions_generated") == [32.0 + 32.0, 32.0]
+        assert values(scalars, "charts/questions_from_buffer") == [2.0, 2.0]
+    assert_same_weights(whole / "checkpoint" / "policy", split / "checkpoint" / "policy")
+
+
+def test_sigterm_stops_with_a_checkpoint_and_a_nan_never_reaches_it(coin_model, coin_dataset, tmp_path):
+    """A real SIGTERM to a real run: it finishes the iteration, writes a checkpoint of it and exits with 143 (128 +
+    SIGTERM). Resumed with an absurd learning rate, the weights blow up: the run stops at the first non-finite
+    number with one error line, and the checkpoint on disk is the one from before, unchanged."""
+    flags = ["--dataset", coin_dataset, *COIN_FLAGS, *EXTRA["ppo.py"], "--num-iterations", "200"]
+    command = [sys.executable, "ppo.py", "--model", coin_model, "--output-dir", str(tmp_path / "runs"), *flags]
+    with open(tmp_path / "stderr.txt", "w+") as stderr_file:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr_file, text=True)
+        for line in process.stdout:  # wait until training is under way
+            if line.startswith("iter 1/200"):
+                break
+        process.send_signal(signal.SIGTERM)
+        stdout, _ = process.communicate(timeout=300)
+        stderr = (tmp_path / "stderr.txt").read_text()
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    assert "Traceback" not in stderr and "SIGTERM: stopping after this iteration" in stderr
+    run_dir = only_run_dir(tmp_path / "runs")
+    state = torch.load(run_dir / "checkpoint" / "state.pt", weights_only=False)
+    stopped_at = state["iteration"]
+    assert 1 <= stopped_at < 200 and f"stopped by SIGTERM after iteration {stopped_at}" in stdout
+    assert f"iter {stopped_at + 1}/200" not in stdout
+    saved = (run_dir / "checkpoint" / "policy" / "model.safetensors").read_bytes()
+
+    result = run_script("ppo.py", "--model", coin_model, "--resume", str(run_dir), *flags, "--learning-rate", "1e30")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith(f"error: iteration {stopped_at + 1}: non-finite "), last_line
+    state = torch.load(run_dir / "checkpoint" / "state.pt", weights_only=False)
+    assert state["iteration"] == stopped_at
+    assert (run_dir / "checkpoint" / "policy" / "model.safetensors").read_bytes() == saved
+    assert math.isfinite(answer_probability(run_dir / "checkpoint" / "policy", "1"))
+
+
+def test_check_finite_names_the_iteration_and_the_quantity():
+    from common.guards import check_finite
+
+    check_finite(3, loss=torch.tensor(1.0), weights={"a": torch.ones(2)})
+    with pytest.raises(SystemExit, match=r"^error: iteration 3: non-finite gradient norm \(NaN or infinity\)"):
+        check_finite(3, loss=1.0, gradient_norm=torch.tensor(float("nan")))
+    with pytest.raises(SystemExit, match="non-finite policy weights"):
+        check_finite(3, policy_weights={"a": torch.ones(2), "b": torch.tensor([0.0, float("inf")])})
+
+
+def test_a_signal_asks_to_stop_and_a_second_one_stops_at_once():
+    import os
+
+    from common import guards
+
+    previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        guards.catch_stop_signals()
+        assert guards.stop_requested() is None
+        os.kill(os.getpid(), signal.SIGINT)
+        assert guards.stop_requested() == signal.SIGINT
+        with pytest.raises(SystemExit, match="^error: SIGTERM again: stopped at once"):
+            os.kill(os.getpid(), signal.SIGTERM)
+    finally:
+        guards.STOP_SIGNAL = None
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
