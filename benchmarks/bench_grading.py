@@ -1,7 +1,12 @@
 """Grading throughput on a realistic mix of completions, and the worst case on adversarial input.
 
 Run from the repository root: python benchmarks/bench_grading.py
+
+"Cold" is a fresh grading worker (no reference parsed yet) and empty caches in this process; its
+start-up is timed on its own. "Warm" grades the same completions again: an iteration of VinePPO
+grades tens of thousands of completions, most of them repeating a few answer strings.
 """
+
 import random
 import sys
 import time
@@ -14,7 +19,11 @@ from common.grading import grade  # noqa: E402
 
 # (gold, equivalent answers, wrong answers) in MATH style
 MATH = [
-    (r"\frac{\sqrt{3}}{2}", [r"\frac{\sqrt3}{2}", r"\frac{1}{2}\sqrt{3}", r"\dfrac{\sqrt{3}}{2}"], [r"\frac{\sqrt{2}}{2}", r"\sqrt{3}"]),
+    (
+        r"\frac{\sqrt{3}}{2}",
+        [r"\frac{\sqrt3}{2}", r"\frac{1}{2}\sqrt{3}", r"\dfrac{\sqrt{3}}{2}"],
+        [r"\frac{\sqrt{2}}{2}", r"\sqrt{3}"],
+    ),
     (r"2\sqrt{3}", [r"\sqrt{12}", r"2 \sqrt{3}"], [r"3\sqrt{2}", r"\sqrt{6}"]),
     (r"\frac{\pi}{4}", [r"\pi/4", r"\frac{1}{4}\pi"], [r"\frac{\pi}{2}", "45"]),
     ("(1,2]", ["(1, 2]"], ["[1,2]", "(1,2)"]),
@@ -24,13 +33,23 @@ MATH = [
     ("12", [r"12\text{ cm}", "12.0", "x = 12"], ["13", "-12"]),
     (r"(-\infty, 2) \cup (3, \infty)", [r"(3,\infty)\cup(-\infty,2)"], [r"(-\infty,2]\cup(3,\infty)"]),
     (r"\text{(C)}", ["C", "(C)"], ["B"]),
-]  # fmt: skip
+]
 ADVERSARIAL = [
-    r"\boxed{10^{10^{10}}}", r"9^{9^{9^{9}}}", r"\boxed{2^{99999999}}", r"\boxed{99999!}",
-    r"\boxed{(3^{9999})^{9999}}", "x" * 100_000, "1" * 100_000, r"\boxed{" * 5000 + "1" + "}" * 5000,
-    r"\boxed{" + "{" * 10_000, r"\boxed{" + "(" * 500 + "1" + ")" * 500 + "}", "\x00\\boxed{\x00}",
-    r"\boxed{__import__('os')}", r"\boxed{" + "+".join(["x"] * 200) + "}", r"\boxed{\frac{}{}}",
-]  # fmt: skip
+    r"\boxed{10^{10^{10}}}",
+    r"9^{9^{9^{9}}}",
+    r"\boxed{2^{99999999}}",
+    r"\boxed{99999!}",
+    r"\boxed{(3^{9999})^{9999}}",
+    "x" * 100_000,
+    "1" * 100_000,
+    r"\boxed{" * 5000 + "1" + "}" * 5000,
+    r"\boxed{" + "{" * 10_000,
+    r"\boxed{" + "(" * 500 + "1" + ")" * 500 + "}",
+    "\x00\\boxed{\x00}",
+    r"\boxed{__import__('os')}",
+    r"\boxed{" + "+".join(["x"] * 200) + "}",
+    r"\boxed{\frac{}{}}",
+]
 FILLER = "We first compute the total, then subtract what was used, and check the units carefully. "
 
 
@@ -60,28 +79,31 @@ def make_mix(n: int, rng: random.Random) -> list[tuple[str, str, bool]]:
 def main() -> None:
     mix = make_mix(2000, random.Random(0))
     calls = 0
-    sympy_equal = grading._WORKER.equal
+    worker_equal = grading._WORKER.equal
 
     def counting(*args):
         nonlocal calls
         calls += 1
-        return sympy_equal(*args)
+        return worker_equal(*args)
 
     grading._WORKER.equal = counting
     start = time.perf_counter()
-    grade(r"\sqrt{12}", r"2\sqrt{3}")  # starts the sympy worker
+    grade(r"\sqrt{12}", r"2\sqrt{3}")  # starts the worker
     startup = time.perf_counter() - start
-    rows = [("completions", f"{len(mix)}"), ("sympy worker start-up (s)", f"{startup:.3f}")]
+    rows = [("completions", f"{len(mix)}"), ("worker start-up (s)", f"{startup:.3f}")]
     for label in ("cold caches", "warm caches"):
         if label == "cold caches":
-            grading._answers_equal.cache_clear(), grading._normalize.cache_clear(), grading._to_sympy.cache_clear()
+            grading._answers_equal.cache_clear(), grading._clean.cache_clear()
+            grading._WORKER.close()
+            with grading._WORKER.lock:  # a fresh worker, started before the clock
+                grading._WORKER._ensure_ready()
             calls = 0
         start = time.perf_counter()
         results = [grade(completion, gold) for completion, gold, _ in mix]
         elapsed = time.perf_counter() - start
         rows.append((f"grades/s ({label})", f"{len(mix) / elapsed:,.0f}"))
         if label == "cold caches":
-            rows.append(("sympy worker calls (cold)", f"{calls}"))
+            rows.append(("worker calls (cold)", f"{calls}"))
             agree = sum(r == right for r, (_, _, right) in zip(results, mix))
             rows.append(("agreement with labels", f"{agree}/{len(mix)}"))
     worst, worst_input = 0.0, ""
