@@ -284,6 +284,12 @@ _WORKER_BOOT = "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__gradi
 
 def _serve() -> None:
     """Worker main loop: read JSON [answer, gold] lines, answer '1' (equivalent) or '0'."""
+    import signal
+
+    # Ctrl-C and a scheduler's SIGTERM reach the whole process group, but the trainer goes on to finish its
+    # iteration and needs its grades: the worker ends when the trainer closes its stdin or kills it
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:  # a runaway computation should fail with MemoryError, not take the machine down
         import resource
 

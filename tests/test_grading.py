@@ -588,6 +588,19 @@ def test_worker_crash_is_survived():
     assert grading._WORKER.proc.poll() is None
 
 
+def test_worker_outlives_the_signals_that_stop_a_run():
+    """Ctrl-C and SIGTERM reach the worker too (same process group): the run finishes its iteration, grades
+    included, so the worker must not die of them."""
+    import signal
+
+    assert grade("3", "3") is True
+    worker = grading._WORKER.proc
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        worker.send_signal(stop)
+    assert grade(r"\frac{1}{2}", "0.5") is True
+    assert grading._WORKER.proc is worker and worker.poll() is None
+
+
 def test_grading_works_off_the_main_thread():
     """math-verify's own timeouts use SIGALRM, main thread only: they are off in the worker."""
     results = []
