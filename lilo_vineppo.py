@@ -30,6 +30,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from common.data import build_prompt, load_split
 from common.distributed import (
     engine_share,
+    every_rank,
     gather_rows,
     gather_shares,
     init_distributed,
@@ -347,7 +348,7 @@ if __name__ == "__main__":
     # seeding
     random.seed(args.seed)
     np.random.seed(args.seed)
-    torch.manual_seed(args.seed)  # the same on every rank: they sample the same questions and minibatches
+    torch.manual_seed(args.seed)  # the same on every rank: the value head, for one, starts alike
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     # data: every prompt tokenised once
@@ -389,6 +390,12 @@ if __name__ == "__main__":
     }
     max_model_len = args.max_prompt_tokens + args.max_new_tokens
     llm = start_engine(model_path, args.seed, max_model_len, args.vllm_gpu_memory_utilization)
+    # the engine seeded python's, numpy's and torch's generators with its own seed (seed + engine index under
+    # torchrun), and samples from torch's: the trainer's own draws (questions, minibatches) start again from the
+    # run's seed, the same on every rank, and the minibatch order has a generator of its own
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    minibatch_generator = torch.Generator().manual_seed(args.seed)
     data_order, data_position, first_iteration = np.random.permutation(len(train)), 0, 1
     buffer = []
     if start:
@@ -397,7 +404,8 @@ if __name__ == "__main__":
         load_optimizer_state(policy, policy_optimizer, state["policy_optimizer"])
         random.setstate(state["python_rng"])
         np.random.set_state(state["numpy_rng"])
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"][rank % len(state["torch_rng"])])  # each engine's sampling
+        minibatch_generator.set_state(state["minibatch_rng"])
         data_order, data_position, first_iteration = state["data_order"], state["data_position"], state["iteration"]
         first_iteration += 1
         buffer = state["buffer"]
@@ -494,7 +502,7 @@ if __name__ == "__main__":
         # 5. policy update: clipped PPO over a few epochs of minibatches
         stats = {k: [] for k in ("pg_loss", "entropy", "clipfrac", "approx_kl")}
         for _epoch in range(args.update_epochs):
-            for minibatch in torch.randperm(len(responses)).split(args.minibatch_size):
+            for minibatch in torch.randperm(len(responses), generator=minibatch_generator).split(args.minibatch_size):
                 policy_optimizer.zero_grad()
                 n_tokens, minibatch_loss = mask[minibatch].sum(), 0.0
                 # each rank its share of the minibatch; gradients are summed
@@ -584,7 +592,8 @@ if __name__ == "__main__":
                     "policy_optimizer": optimizer_state(policy, policy_optimizer),
                     "python_rng": random.getstate(),
                     "numpy_rng": np.random.get_state(),
-                    "torch_rng": torch.get_rng_state(),
+                    "torch_rng": every_rank(torch.get_rng_state()),
+                    "minibatch_rng": minibatch_generator.get_state(),
                     "data_order": data_order,
                     "data_position": data_position,
                     "buffer": buffer,

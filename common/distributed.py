@@ -144,6 +144,15 @@ def load_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimize
                 param_state[key] = value.clone()
 
 
+def every_rank(value) -> list:
+    """[rank 0's value, rank 1's, ...] on every rank (a collective under torchrun); [value] without torchrun."""
+    if not TORCHRUN:
+        return [value]
+    values = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
+
+
 def any_rank(flag: bool) -> bool:
     """Whether `flag` holds on any rank: every rank gets the same answer (a collective under torchrun)."""
     if not TORCHRUN:

@@ -60,6 +60,10 @@ SLOW = pytest.mark.slow
 def test_two_ranks_train_one_iteration_and_end_with_the_same_weights(script, runs, tiny_model):
     run_dir, ranks, result = runs(script)
     assert [r["iteration"] for r in ranks] == [1, 1]
+    # every rank trained on the same questions and minibatches (each engine seeds the global generators with its
+    # own seed: the trainer's draws must not depend on them)
+    assert ranks[0]["questions"] == ranks[1]["questions"]
+    assert ranks[0]["last_minibatch"] == ranks[1]["last_minibatch"]
     assert ranks[0]["policy"] == ranks[1]["policy"]
     from transformers import AutoModelForCausalLM
 

@@ -45,6 +45,8 @@ if __name__ == "__main__":
     policy_logprobs = torch.log_softmax(logits, -1).gather(-1, torch.tensor(tokens)[:, None]).squeeze(-1).tolist()
     record = {
         "iteration": trainer["iteration"],
+        "questions": [q["question"] for q in trainer["questions"]],
+        "last_minibatch": trainer["minibatch"].tolist(),
         "policy": policy,
         "tokens": tokens,
         "engine_logprobs": engine_logprobs,
