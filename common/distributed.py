@@ -136,12 +136,6 @@ def load_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimize
     set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=TORCHRUN))
     for group, learning_rate in zip(optimizer.param_groups, learning_rates):
         group["lr"] = learning_rate
-    # The state may still live in the memory-mapped state.pt: give the optimiser its own copies. Measured: AdamW
-    # stepping on mapped tensors gave different weights (3.6e-4 after one step), and resume was no longer exact.
-    for param_state in optimizer.state.values():
-        for key, value in param_state.items():
-            if isinstance(value, torch.Tensor):
-                param_state[key] = value.clone()
 
 
 def every_rank(value) -> list:

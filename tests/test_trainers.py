@@ -128,7 +128,9 @@ def assert_same_weights(folder_a, folder_b):
 
 def test_resume_is_exact(coin_run, coin_model, tmp_path):
     """Three iterations in one go, or two, a restart and --resume for the third: the same weights, bit for bit
-    (vLLM samples from torch's global generator in this process, which the checkpoint restores)."""
+    (vLLM samples from torch's global generator in this process, which the checkpoint restores). The coin
+    model's layers are inert: with a random model's, the first backward pass after a restart differs in
+    floating-point detail (see the README), which this test would not isolate from resume bugs."""
     script, whole, _, flags, _ = coin_run
     if script != "ppo.py":
         pytest.skip("ppo.py here; lilo_vineppo.py, with its buffer, below")
@@ -218,3 +220,4 @@ def test_a_signal_asks_to_stop_and_a_second_one_stops_at_once():
         guards.STOP_SIGNAL = None
         signal.signal(signal.SIGINT, previous[0])
         signal.signal(signal.SIGTERM, previous[1])
+
