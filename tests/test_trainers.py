@@ -220,4 +220,3 @@ def test_a_signal_asks_to_stop_and_a_second_one_stops_at_once():
         guards.STOP_SIGNAL = None
         signal.signal(signal.SIGINT, previous[0])
         signal.signal(signal.SIGTERM, previous[1])
-
