@@ -75,8 +75,9 @@ MAX_BARE_LEN = 100  # a longer response is not a bare answer
 WORKER_MEMORY = 2 << 30  # address-space limit of the worker, bytes
 
 
-class GraderUnavailable(RuntimeError):
-    """The grading worker cannot start (math-verify missing?): every grade would be wrong."""
+class GraderUnavailable(SystemExit):
+    """The grading worker cannot start (math-verify missing?): every grade would be wrong, so the run ends with one
+    `error:` line (a SystemExit: no traceback)."""
 
 
 # ----------------------------------------------------------------------------------- extraction
@@ -380,7 +381,9 @@ class _Worker:
             if line != b"ready":
                 self.close()
                 reason = line.decode(errors="replace") if line else "no answer"
-                raise GraderUnavailable(f"the grading worker did not start: {reason}")
+                raise GraderUnavailable(
+                    f"error: the grading worker did not start ({reason}); hint: pip install math-verify"
+                )
             self.ready = True
 
     def equal(self, answer: str, gold: str, timeout: float) -> bool:
