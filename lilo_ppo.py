@@ -204,8 +204,12 @@ def rollout(llm, examples: list[dict], n: int, args: Args):
 
 
 def score(examples: list[dict], completions) -> torch.Tensor:
-    """1 for each completion whose final answer is right, else 0: one row per example."""
-    return torch.tensor([[float(grade(c.text, e["answer"])) for c in cs] for e, cs in zip(examples, completions)])
+    """1 for each completion whose final answer is right, else 0, one row per example. A completion cut off at
+    --max-new-tokens scores 0 whatever it holds, as in the papers' code (an unfinished answer is not an answer)."""
+    scores = [
+        [float(not c.truncated and grade(c.text, e["answer"])) for c in cs] for e, cs in zip(examples, completions)
+    ]
+    return torch.tensor(scores)
 
 
 def pad_batch(prompts: list[list[int]], responses: list[list[int]], pad_id: int):
@@ -373,8 +377,9 @@ if __name__ == "__main__":
     ref_policy = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval().requires_grad_(False)
     ref_policy = shard_model(ref_policy, device)
     policy.config.pad_token_id = value_net.config.pad_token_id = pad_id
-    policy_optimizer = torch.optim.AdamW(policy.parameters(), lr=args.learning_rate, eps=1e-8)
-    value_optimizer = torch.optim.AdamW(value_net.parameters(), lr=args.value_learning_rate, eps=1e-8)
+    # no weight decay, as in the papers' code (AdamW's default would be 0.01)
+    policy_optimizer = torch.optim.AdamW(policy.parameters(), lr=args.learning_rate, eps=1e-8, weight_decay=0)
+    value_optimizer = torch.optim.AdamW(value_net.parameters(), lr=args.value_learning_rate, eps=1e-8, weight_decay=0)
     max_model_len = args.max_prompt_tokens + args.max_new_tokens
     llm = start_engine(model_path, args.seed, max_model_len, args.vllm_gpu_memory_utilization)
     # the engine seeded python's, numpy's and torch's generators with its own seed (seed + engine index under

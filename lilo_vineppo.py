@@ -202,8 +202,12 @@ def rollout(llm, examples: list[dict], n: int, args: Args):
 
 
 def score(examples: list[dict], completions) -> torch.Tensor:
-    """1 for each completion whose final answer is right, else 0: one row per example."""
-    return torch.tensor([[float(grade(c.text, e["answer"])) for c in cs] for e, cs in zip(examples, completions)])
+    """1 for each completion whose final answer is right, else 0, one row per example. A completion cut off at
+    --max-new-tokens scores 0 whatever it holds, as in the papers' code (an unfinished answer is not an answer)."""
+    scores = [
+        [float(not c.truncated and grade(c.text, e["answer"])) for c in cs] for e, cs in zip(examples, completions)
+    ]
+    return torch.tensor(scores)
 
 
 def pad_batch(prompts: list[list[int]], responses: list[list[int]], pad_id: int):
@@ -280,15 +284,19 @@ def mc_values(llm, prefixes: dict, args: Args) -> dict:
     """V(prefix): the mean reward of K = `args.mc_rollouts` completions sampled from it, every prefix in one vLLM
     call (prefix caching shares the prompt's work). `prefixes` maps prompt + response prefix token ids to
     (gold answer, prefix length in response tokens, prefix text)."""
-    # each rollout's own token budget: what the completion it continues had left
-    budgets = engine_share([args.max_new_tokens - end for _, end, _ in prefixes.values()])
+    # each rollout's token budget, as in the papers' code: --max-new-tokens, or what the context has left
+    context = args.max_prompt_tokens + args.max_new_tokens
+    budgets = engine_share([min(args.max_new_tokens, context - len(prefix)) for prefix in prefixes])
     prompts = engine_share([list(p) for p in prefixes])
     completions = gather_shares(generate(llm, prompts, args.mc_rollouts, args.mc_temperature, args.top_p, budgets))
-    penalty = args.unparseable_penalty
+
+    def reward(text: str, completion, answer: str) -> float:  # a rollout cut off at its budget scores 0
+        unparseable = extract_answer(text + completion.text) is None
+        right = not completion.truncated and grade(text + completion.text, answer)
+        return float(right) - args.unparseable_penalty * unparseable
+
     return {
-        prefix: float(
-            np.mean([grade(text + c.text, answer) - penalty * (extract_answer(text + c.text) is None) for c in cs])
-        )
+        prefix: float(np.mean([reward(text, c, answer) for c in cs]))
         for (prefix, (answer, _, text)), cs in zip(prefixes.items(), completions)
     }
 
@@ -384,7 +392,8 @@ if __name__ == "__main__":
     ref_policy = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval().requires_grad_(False)
     ref_policy = shard_model(ref_policy, device)
     policy.config.pad_token_id = pad_id
-    policy_optimizer = torch.optim.AdamW(policy.parameters(), lr=args.learning_rate, eps=1e-8)
+    # no weight decay, as in the papers' code (AdamW's default would be 0.01)
+    policy_optimizer = torch.optim.AdamW(policy.parameters(), lr=args.learning_rate, eps=1e-8, weight_decay=0)
     newline_ids = {
         i for i, text in enumerate(tokenizer.batch_decode([[i] for i in range(len(tokenizer))])) if "\n" in text
     }

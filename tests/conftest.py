@@ -188,12 +188,3 @@ def assert_logged(scalars: dict, tags, iterations: list[int]) -> None:
     for tag in tags:
         assert [step for step, _ in scalars[tag]] == iterations, tag
         assert all(math.isfinite(v) for _, v in scalars[tag]), tag
-
-
-def share_of_tensors_changed(before: Path, after: Path) -> float:
-    """The share of tensors that differ between two safetensors files."""
-    import torch
-    from safetensors.torch import load_file
-
-    a, b = load_file(before), load_file(after)
-    return sum(not torch.equal(a[name], b[name]) for name in a) / len(a)

@@ -26,8 +26,8 @@ MODULES = {"ppo.py": ppo, "vineppo.py": vineppo, "lilo_ppo.py": lilo_ppo, "lilo_
 # 4 questions x 8 completions per iteration (LILO: from a pool of 16 questions, i.e. each coin question twice)
 COIN_FLAGS = ["--questions-per-iteration", "4", "--completions-per-question", "8", "--minibatch-size", "16",
               "--micro-batch-size", "16", "--max-new-tokens", "8", "--eval-interval", "2", "--eval-size", "8",
-              "--learning-rate", "2e-3", "--num-iterations", "3"]  # fmt: skip
-EXTRA = {"ppo.py": ["--value-learning-rate", "2e-3"], "vineppo.py": ["--mc-rollouts", "8"]}
+              "--learning-rate", "1e-2", "--num-iterations", "3"]  # fmt: skip
+EXTRA = {"ppo.py": ["--value-learning-rate", "1e-2"], "vineppo.py": ["--mc-rollouts", "8"]}
 EXTRA["lilo_ppo.py"], EXTRA["lilo_vineppo.py"] = EXTRA["ppo.py"], EXTRA["vineppo.py"]
 
 
@@ -53,6 +53,7 @@ def test_logs_evaluates_and_checkpoints(coin_run, coin_model):
     assert_logged(scalars, ["charts/test_accuracy", "charts/train_subset_accuracy"], [0, 2, 3])
     state = torch.load(run_dir / "checkpoint" / "state.pt", weights_only=False)
     assert state["iteration"] == 3 and state["args"]["num_iterations"] == 3
+    assert state["policy_optimizer"]["param_groups"][0]["weight_decay"] == 0  # as in the papers' code
     assert json.loads((run_dir / "args.json").read_text())["num_iterations"] == 3
     assert (run_dir / "checkpoint" / "value" / "model.safetensors").exists() == ("vine" not in script)
     assert (run_dir / "checkpoint" / "policy" / "tokenizer.json").exists()
@@ -65,7 +66,7 @@ def test_training_makes_the_rewarded_answer_likelier(coin_run, coin_model):
     before = answer_probability(coin_model, "1")
     after = answer_probability(run_dir / "checkpoint" / "policy", "1")
     assert before == pytest.approx(0.5, abs=1e-3)
-    assert after > 0.55, (script, after)
+    assert after > 0.7, (script, after)
 
 
 def test_kl_to_the_reference_grows_positive(coin_run):
@@ -78,7 +79,7 @@ def test_kl_to_the_reference_grows_positive(coin_run):
         pytest.skip("selected completions are not an unbiased sample of the policy")
     kl = values(scalars, "charts/kl")
     assert kl[0] == pytest.approx(0.0, abs=1e-5)  # the first rollout comes from the reference policy itself
-    assert kl[-1] > 0.01, (script, kl)
+    assert kl[-1] > 0.05, (script, kl)
 
 
 def test_ppo_whitens_its_advantages(coin_run):
@@ -117,6 +118,15 @@ def test_log_probs_are_those_of_the_sampling_temperature(script, tiny_model):
     expected = torch.log_softmax(logits / 0.5, -1).gather(-1, input_ids[0, width:, None]).squeeze(-1)
     assert torch.allclose(logp[0], expected, atol=1e-5)
     assert not torch.allclose(logp[0], torch.log_softmax(logits, -1).gather(-1, input_ids[0, width:, None])[:, 0])
+
+
+@pytest.mark.parametrize("script", TRAINERS)
+def test_a_completion_cut_off_at_max_new_tokens_scores_0(script):
+    """As in the papers' code (penalize_unfinished_response, penalty 0): an unfinished answer is not an answer."""
+    from common.vllm_utils import Completion
+
+    completions = [[Completion([1], "\\boxed{1}", False), Completion([1], "\\boxed{1}", True)]]
+    assert MODULES[script].score([{"answer": "1"}], completions).tolist() == [[1.0, 0.0]]
 
 
 def assert_same_weights(folder_a, folder_b):

@@ -6,7 +6,7 @@ import pytest
 
 import lilo_vineppo
 import vineppo
-from conftest import TINY_FLAGS, assert_logged, read_scalars, share_of_tensors_changed, train
+from conftest import TINY_FLAGS, assert_logged, read_scalars, train
 
 NL = 99  # a token id standing for a token with a line break
 
@@ -48,36 +48,33 @@ def test_step_advantages_by_hand():
     assert advantages.tolist() == pytest.approx([-0.25, -0.25, 0.75, 0.75, 0.75, 0.0])
 
 
-def test_mc_values_match_known_success_probabilities(tiny_model):
-    """After a prefix that already holds the final answer, the random tiny model cannot change it
-    (it never writes another \\boxed{}), so the true value is 1 for the right gold answer and 0
-    for a wrong one; a prefix holding no answer is worth 0."""
-    from transformers import AutoTokenizer
-
-    from common.vllm_utils import start_engine
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    llm = start_engine(tiny_model, seed=0, max_model_len=256, gpu_memory_utilization=0.3)
-    prompt = tokenizer("What is 2 + 3?")["input_ids"]
-    answered = tokenizer(" 2 + 3 = 5. The answer is \\boxed{5}.\n")["input_ids"]
-    unanswered = tokenizer(" Let me think.\n")["input_ids"]
-    prefixes = {
-        tuple(prompt + answered): ("5", len(answered), tokenizer.decode(answered)),
-        tuple(prompt + answered + [0]): ("6", len(answered) + 1, tokenizer.decode(answered + [0])),
-        tuple(prompt + unanswered): ("\\frac{1}{7}", len(unanswered), tokenizer.decode(unanswered)),
-    }
-    args = vineppo.Args(mc_rollouts=8, mc_temperature=1.0, top_p=1.0, max_new_tokens=40)
-    values = vineppo.mc_values(llm, prefixes, args)
-    assert list(values.values()) == [1.0, 0.0, 0.0]
-    values = vineppo.mc_values(llm, prefixes, vineppo.Args(**{**vars(args), "unparseable_penalty": 0.5}))
-    assert list(values.values()) == [1.0, 0.0, -0.5]  # the unanswered prefix stays unparseable
-
-
 @pytest.fixture(scope="module")
 def coin_llm(coin_model):
     from common.vllm_utils import start_engine
 
     return start_engine(coin_model, seed=0, max_model_len=256, gpu_memory_utilization=0.3)
+
+
+def test_mc_values_match_known_success_probabilities(coin_model, coin_llm):
+    """After `\\boxed{1` the coin model can only close the brace and end: the value is 1 for gold 1, 0 for gold 2.
+    From the prompt with a budget of 3 tokens it is cut off before any answer: 0, minus the unparseable
+    penalty when one is set."""
+    from transformers import AutoTokenizer
+
+    from common.data import build_prompt
+
+    tokenizer = AutoTokenizer.from_pretrained(coin_model)
+    prompt, other_prompt = (build_prompt(tokenizer, f"what is {n}?", "coin") for n in (1, 2))
+    answered = tokenizer("\\boxed{1")["input_ids"]
+    prefixes = {
+        tuple(prompt + answered): ("1", len(answered), "\\boxed{1"),
+        tuple(other_prompt + answered): ("2", len(answered), "\\boxed{1"),
+        tuple(prompt): ("1", 0, ""),
+    }
+    args = vineppo.Args(mc_rollouts=8, mc_temperature=1.0, top_p=1.0, max_new_tokens=3)
+    assert list(vineppo.mc_values(coin_llm, prefixes, args).values()) == [1.0, 0.0, 0.0]
+    args = vineppo.Args(**{**vars(args), "unparseable_penalty": 0.5})
+    assert list(vineppo.mc_values(coin_llm, prefixes, args).values()) == [1.0, 0.0, -0.5]
 
 
 @pytest.mark.parametrize("module", [vineppo, lilo_vineppo], ids=["vineppo", "lilo_vineppo"])
@@ -93,6 +90,30 @@ def test_mc_value_is_the_mean_over_all_k_rollouts(module, coin_model, coin_llm):
     args = module.Args(mc_rollouts=16, mc_temperature=1.0, max_new_tokens=8)
     (value,) = module.mc_values(coin_llm, {tuple(prompt): ("1", 0, "")}, args).values()
     assert 0.2 < value < 0.8 and value * 16 == round(value * 16)
+
+
+@pytest.mark.parametrize("module", [vineppo, lilo_vineppo], ids=["vineppo", "lilo_vineppo"])
+def test_mc_rollouts_get_the_references_budget_and_score_0_when_cut_off(module, coin_model, coin_llm):
+    """As in the papers' code, a rollout from a state may use --max-new-tokens, or what the context has left,
+    and one cut off at that budget scores 0. The coin model needs 3 more tokens after `\\boxed{` (answer, brace,
+    end of sequence) and 7 from the prompt."""
+    from transformers import AutoTokenizer
+
+    from common.data import build_prompt
+
+    tokenizer = AutoTokenizer.from_pretrained(coin_model)
+    prompt = build_prompt(tokenizer, "what is 1?", "coin")
+    boxed = tokenizer("\\boxed{")["input_ids"]
+    started = {tuple(prompt + boxed): ("1", len(boxed), "\\boxed{")}
+    # 6 new tokens: the rollout may use all 6 (the context allows it), not the 6 - 4 its prefix left, which
+    # would cut it off after "1}"
+    args = module.Args(mc_rollouts=16, mc_temperature=1.0, max_new_tokens=6, max_prompt_tokens=len(prompt) + 4)
+    (value,) = module.mc_values(coin_llm, started, args).values()
+    assert 0.2 < value < 0.8
+    # a context of 2 tokens fewer than the prompt + 8: each rollout from the prompt gets 6 tokens, is cut off
+    args = module.Args(mc_rollouts=16, mc_temperature=1.0, max_new_tokens=8, max_prompt_tokens=len(prompt) - 2)
+    (value,) = module.mc_values(coin_llm, {tuple(prompt): ("1", 0, "")}, args).values()
+    assert value == 0.0
 
 
 TINY_RUN = [*TINY_FLAGS, "--eval-interval", "1", "--mc-rollouts", "2", "--min-step-tokens", "1"]
@@ -125,10 +146,6 @@ def test_end_to_end_logs_metrics_and_checkpoints(vineppo_run, tiny_model):
     # at least the 2 prompts' values, each from 2 rollouts
     assert all(v >= 2 * 2 for _, v in scalars["charts/mc_completions"])
     assert_logged(scalars, ["charts/test_accuracy", "charts/train_subset_accuracy"], [0, 1, 2])
-    assert (
-        share_of_tensors_changed(
-            f"{tiny_model}/model.safetensors", run_dir / "checkpoint" / "policy" / "model.safetensors"
-        )
-        > 0.5
-    )
+    # that the policy learns is shown on the coin model (tests/test_trainers.py): here every reward is 0
+    assert (run_dir / "checkpoint" / "policy" / "model.safetensors").exists()
     assert not (run_dir / "checkpoint" / "value").exists()
