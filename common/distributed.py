@@ -104,9 +104,8 @@ def shard_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module
             fully_shard(module)
     fully_shard(model)
     for module in model.modules():
-        if hasattr(
-            module, "set_gradient_divide_factor"
-        ):  # sum, not average: losses are normalised by the global token count
+        # sum, not average: losses are normalised by the global token count
+        if hasattr(module, "set_gradient_divide_factor"):
             module.set_gradient_divide_factor(1.0)
             module.set_force_sum_reduction_for_comms(True)  # a plain SUM (gloo has no pre-multiplied sum)
     return model

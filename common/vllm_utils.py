@@ -45,7 +45,8 @@ def start_engine(model: str, seed: int, max_model_len: int, gpu_memory_utilizati
     updates of ~1e-5 (below bf16's resolution for most weights) and keeps sampling from a
     stale policy (measured: 0.02 nat/token after one 1e-5 step, and a KL estimate going negative).
     Under torchrun each rank holds an engine (vLLM's `external_launcher`: `tensor_parallel_size`
-    ranks serve one engine together), with its own sampling seed.
+    ranks serve one engine together), with its own sampling seed. Starting the engine seeds python's, numpy's and
+    torch's global generators in this process with that seed: the trainers reseed their own draws afterwards.
     """
     threads = torch.get_num_threads()
     on_torchrun = (
