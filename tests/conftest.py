@@ -9,8 +9,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # scripts and `common` live at the repo root
 
 
-def build_tiny_model(folder: Path, seed: int = 0) -> str:
-    """A 2-layer Llama (head_dim 64, which vLLM's CPU attention supports) with SmolLM2's tokenizer."""
+def tiny_llama(tie_word_embeddings: bool, seed: int = 0):
+    """(SmolLM2's tokenizer, a random-init 2-layer Llama over its vocabulary; head_dim 64, which vLLM's CPU
+    attention supports)."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -25,12 +26,18 @@ def build_tiny_model(folder: Path, seed: int = 0) -> str:
         num_attention_heads=2,
         num_key_value_heads=1,
         max_position_embeddings=1024,
-        tie_word_embeddings=True,
+        tie_word_embeddings=tie_word_embeddings,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
     torch.manual_seed(seed)
-    LlamaForCausalLM(config).save_pretrained(folder)
+    return tokenizer, LlamaForCausalLM(config)
+
+
+def build_tiny_model(folder: Path, seed: int = 0) -> str:
+    """A random-init 2-layer Llama with SmolLM2's tokenizer, saved into `folder`."""
+    tokenizer, model = tiny_llama(tie_word_embeddings=True, seed=seed)
+    model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
 
@@ -51,25 +58,8 @@ def build_coin_model(folder: Path) -> str:
     written into the embeddings (one basis vector per chain token) and the output layer, whose other tokens sit at
     logit -30. Training moves the embeddings, the final norm and the output layer: the odds of the two answers."""
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from common.model import default_model_path
-
-    tokenizer = AutoTokenizer.from_pretrained(default_model_path())
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=1024,
-        tie_word_embeddings=False,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
+    tokenizer, model = tiny_llama(tie_word_embeddings=False)
     prompt_end = tokenizer.apply_chat_template([{"role": "user", "content": "?"}], add_generation_prompt=True)
     prompt_end = list(prompt_end["input_ids"] if hasattr(prompt_end, "keys") else prompt_end)[-1]
     boxed = tokenizer(BOXED)["input_ids"]
@@ -84,7 +74,7 @@ def build_coin_model(folder: Path) -> str:
         embeddings, head = model.model.embed_tokens.weight, model.lm_head.weight
         embeddings.zero_()
         embeddings[:, 0] = 1.0  # every other token: state 0, which ends the completion
-        scale = 30.0 / config.hidden_size**0.5  # the final norm scales a one-hot state by sqrt(hidden size)
+        scale = 30.0 / model.config.hidden_size**0.5  # the final norm scales a one-hot state by sqrt(hidden size)
         head.fill_(-scale)
         head[eos, 0] = scale
         for state, (token, next_tokens) in enumerate(chain.items(), start=1):
