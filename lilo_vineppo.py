@@ -248,9 +248,10 @@ def batched(fn, micro_batch_size, *tensors):
 
 
 def split_steps(response: list[int], newline_ids: set[int], min_step_tokens: int, max_steps: int) -> list[int]:
-    """End index (exclusive) of each reasoning step of a response. As in the paper, a step ends
-    at a line break; short steps are merged into the next (a short last one into the previous),
-    and over `max_steps`, steps are merged evenly. The last end is len(response)."""
+    """End index (exclusive) of each reasoning step of a response: a step ends at a token holding a line break;
+    short steps are merged into the next (a short last one into the previous), and over `max_steps`, steps are
+    merged evenly. The last end is len(response). Not the papers' splitter, which cuts the decoded text by other
+    rules (docs/parity.md, rows 6 to 9; common/steps.py reproduces it, not yet wired in)."""
     ends, start = [], 0
     for i, token in enumerate(response):
         if token in newline_ids and i + 1 - start >= min_step_tokens:
