@@ -7,6 +7,7 @@ takes clipped PPO steps on the policy and value network. Run `python ppo.py --he
 """
 
 import json
+import math
 import os
 import random
 import shutil
@@ -50,6 +51,8 @@ class Args:
     """Hugging Face model id or local folder; unset: the embedded SmolLM2-135M-Instruct"""
     dataset: str = "arithmetic"
     """arithmetic (built in), gsm8k, math, or a local .jsonl/.json/.parquet/.csv file"""
+    prompt_format: str = "chat"
+    """chat: the chat template asking for a boxed answer; vineppo: the papers' SFT models' own format"""
     num_iterations: int = 20
     """number of iterations (rollout + update) to train for"""
     questions_per_iteration: int = 4
@@ -63,13 +66,17 @@ class Args:
     temperature: float = 0.7
     """sampling temperature of the training rollouts (VinePPO paper: 0.6)"""
     top_p: float = 1.0
-    """nucleus sampling threshold of the training rollouts"""
+    """nucleus sampling threshold of the training rollouts (VinePPO paper: 0.9)"""
     unparseable_penalty: float = 0.0
     """reward subtracted when no final answer can be extracted (off by default)"""
     learning_rate: float = 2e-6
-    """policy learning rate (VinePPO paper: 1e-6; at 1e-5 the default model's KL reached 4 nats in 3 iterations)"""
+    """peak policy learning rate (VinePPO paper: 1e-6; at 1e-5 the default model's KL reached 4 nats in 3 iterations)"""
     value_learning_rate: float = 1e-4
-    """value network learning rate (higher than the policy's: its head starts untrained)"""
+    """peak value network learning rate (VinePPO paper: 1e-6 as the policy; higher here: 20 iterations, new head)"""
+    warmup_ratio: float = 0.03
+    """share of the optimiser steps spent warming the learning rates up, log-shaped as in the papers' code (0.03)"""
+    lr_decay: bool = True
+    """decay the learning rates linearly to 0 at the end after the warm-up (papers' code: on)"""
     update_epochs: int = 1
     """passes over the iteration's completions per update (VinePPO paper: 2)"""
     minibatch_size: int = 8
@@ -81,13 +88,13 @@ class Args:
     value_clip_coef: float = 0.2
     """clipping range of the value update around the old values"""
     kl_coef: float = 1e-4
-    """coefficient of the per-token KL penalty to the initial policy (VinePPO paper: 1e-4)"""
+    """coefficient of the KL penalty to the initial policy, a term of the loss (VinePPO paper: 1e-4)"""
+    whiten_advantages: bool = True
+    """normalise the advantages of each minibatch to zero mean and unit variance over its tokens (papers: on)"""
     gamma: float = 1.0
     """discount factor (papers: 1)"""
     gae_lambda: float = 1.0
     """GAE lambda (VinePPO paper's PPO: 1)"""
-    whiten_advantages: bool = True
-    """normalise advantages to zero mean and unit variance over the batch's tokens"""
     max_grad_norm: float = 1.0
     """gradient-norm clipping threshold"""
     eval_interval: int = 5
@@ -123,6 +130,8 @@ def check_args(args: Args) -> None:
         (args.max_new_tokens < 1, "--max-new-tokens must be at least 1"),
         (args.temperature <= 0 or not 0 < args.top_p <= 1, "--temperature must be > 0 and --top-p in (0, 1]"),
         (min(args.learning_rate, args.value_learning_rate) <= 0, "learning rates must be positive"),
+        (args.prompt_format not in ("chat", "vineppo"), "--prompt-format must be chat or vineppo"),
+        (not 0 <= args.warmup_ratio < 1, "--warmup-ratio must be in [0, 1)"),
         (args.update_epochs < 1, "--update-epochs must be at least 1"),
         (
             args.micro_batch_size < 1 or args.minibatch_size % args.micro_batch_size,
@@ -245,10 +254,33 @@ def masked_mean(x, mask):
 
 
 def whiten(advantages, mask):
-    """Advantages shifted and scaled to zero mean and unit variance over the tokens in `mask`."""
-    mean = masked_mean(advantages, mask)
-    std = masked_mean((advantages - mean) ** 2, mask).sqrt()
-    return (advantages - mean) / (std + 1e-8) * mask
+    """Advantages shifted and scaled to zero mean and unit variance over the tokens in `mask`, as the papers' code
+    does for each minibatch (`masked_whiten`: the unbiased variance, 1e-8 inside the square root)."""
+    mean, n = masked_mean(advantages, mask), mask.sum()
+    var = masked_mean((advantages - mean) ** 2, mask) * n / (n - 1).clamp(min=1)
+    return (advantages - mean) * torch.rsqrt(var + 1e-8) * mask
+
+
+def kl_penalty(logp, ref_logp, mask):
+    """Each sequence's KL penalty to the reference policy, as the papers' code adds it to the loss: the k3 estimator
+    exp(ref - logp) - (ref - logp) - 1 of KL(policy || reference) on each token (never negative, and its gradient is
+    that of the KL), clamped to [0, 10] and summed over the sequence's tokens."""
+    log_ratio = ref_logp - logp
+    return ((log_ratio.exp() - log_ratio - 1) * mask).clamp(0, 10).sum(1)
+
+
+def lr_scale(step: int, total_steps: int, warmup_ratio: float, decay: bool) -> float:
+    """Learning rate of optimiser step `step` (0-based) over the peak, as the papers' code schedules it (DeepSpeed's
+    WarmupDecayLR): log-shaped warm-up over W = max(2, ceil(warmup_ratio x total_steps)) steps, then linear decay
+    to 0 at the end. DeepSpeed advances the schedule after each step, so its first step runs at the peak and its
+    second at 0: kept, so that every step gets the reference's rate. decay=False holds the peak after warm-up."""
+    if step == 0:
+        return 1.0
+    step -= 1  # DeepSpeed's last_batch_iteration
+    warmup = max(2, math.ceil(warmup_ratio * total_steps)) if warmup_ratio > 0 else 0
+    if step < warmup:
+        return math.log(step + 1) / math.log(warmup)
+    return max(0.0, (total_steps - step) / max(1, total_steps - warmup)) if decay else 1.0
 
 
 def ppo_losses(logp, old_logp, advantages, values, old_values, returns, mask, clip, value_clip, n_tokens):
@@ -319,7 +351,7 @@ if __name__ == "__main__":
     train, test = load_split(args.dataset, "train", args.seed), load_split(args.dataset, "test", args.seed)
     for split in (train, test):
         for example in split:
-            example["prompt"] = build_prompt(tokenizer, example["question"], args.dataset)
+            example["prompt"] = build_prompt(tokenizer, example["question"], args.dataset, args.prompt_format)
     train = [e for e in train if len(e["prompt"]) <= args.max_prompt_tokens]
     test = [e for e in test if len(e["prompt"]) <= args.max_prompt_tokens][: args.eval_size]
     if not train:
@@ -351,6 +383,10 @@ if __name__ == "__main__":
     # no weight decay, as in the papers' code (AdamW's default would be 0.01)
     policy_optimizer = torch.optim.AdamW(policy.parameters(), lr=args.learning_rate, eps=1e-8, weight_decay=0)
     value_optimizer = torch.optim.AdamW(value_net.parameters(), lr=args.value_learning_rate, eps=1e-8, weight_decay=0)
+    # the learning rates follow one schedule over all the run's optimiser steps (lr_scale)
+    steps_per_iteration = args.update_epochs * args.questions_per_iteration * args.completions_per_question
+    steps_per_iteration //= args.minibatch_size
+    total_steps = args.num_iterations * steps_per_iteration
     max_model_len = args.max_prompt_tokens + args.max_new_tokens
     llm = start_engine(model_path, args.seed, max_model_len, args.vllm_gpu_memory_utilization)
     # the engine seeded python's, numpy's and torch's generators with its own seed (seed + engine index under
@@ -430,24 +466,27 @@ if __name__ == "__main__":
             )
         old_logp, ref_logp, old_values = old_logp * mask, ref_logp * mask, old_values * mask
         check_finite(iteration, old_log_probs=old_logp, reference_log_probs=ref_logp, values=old_values)
-        kl = old_logp - ref_logp  # per-token estimate of KL(policy || reference)
-        rewards = -args.kl_coef * kl
-        rewards[torch.arange(len(lengths)), lengths - 1] += rewards_seq.to(device)  # the answer's reward: last token
+        kl = old_logp - ref_logp  # per-token estimate of KL(policy || reference), logged (the loss has its own)
+        rewards = torch.zeros_like(mask)  # no KL in the reward: as in the papers' code, it is a term of the loss
+        rewards[torch.arange(len(lengths)), lengths - 1] = rewards_seq.to(device)  # the answer's reward: last token
         t_logprobs = time.perf_counter()
 
         # 4. credit assignment: GAE on the value network's per-token estimates
         advantages, returns = compute_gae(rewards.cpu(), old_values.cpu(), mask.cpu(), args.gamma, args.gae_lambda)
         advantages, returns = advantages.to(device), returns.to(device)
-        if args.whiten_advantages:
-            advantages = whiten(advantages, mask)
 
         # 5. policy and value update: clipped PPO over a few epochs of minibatches
-        stats = {k: [] for k in ("pg_loss", "v_loss", "entropy", "clipfrac", "approx_kl")}
+        stats = {k: [] for k in ("pg_loss", "kl_penalty", "v_loss", "entropy", "clipfrac", "approx_kl")}
+        optimizer_step = (iteration - 1) * steps_per_iteration
         for _epoch in range(args.update_epochs):
             for minibatch in torch.randperm(len(responses), generator=minibatch_generator).split(args.minibatch_size):
                 policy_optimizer.zero_grad()
                 value_optimizer.zero_grad()
                 n_tokens, minibatch_loss = mask[minibatch].sum(), 0.0
+                # advantages whitened over this minibatch's tokens, as the papers' code does before each step
+                minibatch_advantages = advantages.clone()
+                if args.whiten_advantages:
+                    minibatch_advantages[minibatch] = whiten(advantages[minibatch], mask[minibatch])
                 # each rank its share of the minibatch; gradients are summed
                 for mb in rank_rows(minibatch).split(args.micro_batch_size):
                     with autocast:
@@ -458,7 +497,7 @@ if __name__ == "__main__":
                     pg_loss, v_loss, s = ppo_losses(
                         logp,
                         old_logp[mb],
-                        advantages[mb],
+                        minibatch_advantages[mb],
                         values,
                         old_values[mb],
                         returns[mb],
@@ -467,10 +506,14 @@ if __name__ == "__main__":
                         args.value_clip_coef,
                         n_tokens,
                     )
-                    (pg_loss + v_loss).backward()
-                    minibatch_loss += (pg_loss + v_loss).detach()
+                    # the KL penalty: summed over each sequence's tokens, averaged over the minibatch's sequences
+                    kl_seq = kl_penalty(logp, ref_logp[mb], mask[mb])
+                    kl_loss = args.kl_coef * kl_seq.sum() / len(minibatch)
+                    (pg_loss + kl_loss + v_loss).backward()
+                    minibatch_loss += (pg_loss + kl_loss + v_loss).detach()
                     stats["pg_loss"].append(pg_loss.item() * n_tokens.item() / mask[mb].sum().item())
                     stats["v_loss"].append(v_loss.item() * n_tokens.item() / mask[mb].sum().item())
+                    stats["kl_penalty"].append(kl_seq.mean().item())
                     stats["entropy"].append(masked_mean(entropy.detach(), mask[mb]).item())
                     stats["clipfrac"].append(s["clipfrac"])
                     stats["approx_kl"].append(s["approx_kl"])
@@ -479,6 +522,11 @@ if __name__ == "__main__":
                 check_finite(
                     iteration, loss=minibatch_loss, gradient_norm=grad_norm, value_gradient_norm=value_grad_norm
                 )
+                # this step's learning rates, from its index in the run: a resumed run continues the schedule exactly
+                scale = lr_scale(optimizer_step, total_steps, args.warmup_ratio, args.lr_decay)
+                optimizer_step += 1
+                policy_optimizer.param_groups[0]["lr"] = args.learning_rate * scale
+                value_optimizer.param_groups[0]["lr"] = args.value_learning_rate * scale
                 policy_optimizer.step()
                 value_optimizer.step()
         t_updated = time.perf_counter()
@@ -510,6 +558,8 @@ if __name__ == "__main__":
             "losses/entropy": np.mean(stats["entropy"]),
             "losses/clipfrac": np.mean(stats["clipfrac"]),
             "losses/approx_kl": np.mean(stats["approx_kl"]),
+            "losses/kl_penalty": np.mean(stats["kl_penalty"]),
+            "charts/learning_rate": policy_optimizer.param_groups[0]["lr"],
             "losses/explained_variance": explained_var.item(),
             "time/generation": t_generated - t_start,
             "time/logprobs": t_logprobs - t_generated,

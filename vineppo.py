@@ -8,6 +8,7 @@ Run `python vineppo.py --help`.
 """
 
 import json
+import math
 import os
 import random
 import shutil
@@ -38,6 +39,7 @@ from common.distributed import (
 from common.grading import extract_answer, grade
 from common.guards import catch_stop_signals, check_finite, stop_requested
 from common.model import resolve_model
+from common.steps import backfill_values, split_gsm8k, split_math, step_token_ends, value_state_count
 from common.vllm_utils import generate, start_engine, sync_weights
 
 
@@ -51,6 +53,8 @@ class Args:
     """Hugging Face model id or local folder; unset: the embedded SmolLM2-135M-Instruct"""
     dataset: str = "arithmetic"
     """arithmetic (built in), gsm8k, math, or a local .jsonl/.json/.parquet/.csv file"""
+    prompt_format: str = "chat"
+    """chat: the chat template asking for a boxed answer; vineppo: the papers' SFT models' own format"""
     num_iterations: int = 20
     """number of iterations (rollout + update) to train for"""
     questions_per_iteration: int = 4
@@ -64,11 +68,15 @@ class Args:
     temperature: float = 0.7
     """sampling temperature of the training rollouts (VinePPO paper: 0.6)"""
     top_p: float = 1.0
-    """nucleus sampling threshold of the training rollouts"""
+    """nucleus sampling threshold of the training rollouts (VinePPO paper: 0.9)"""
     unparseable_penalty: float = 0.0
     """reward subtracted when no final answer can be extracted (off by default)"""
     learning_rate: float = 2e-6
-    """policy learning rate (VinePPO paper: 1e-6; at 1e-5 the default model's KL reached 4 nats in 3 iterations)"""
+    """peak policy learning rate (VinePPO paper: 1e-6; at 1e-5 the default model's KL reached 4 nats in 3 iterations)"""
+    warmup_ratio: float = 0.03
+    """share of the optimiser steps spent warming the learning rates up, log-shaped as in the papers' code (0.03)"""
+    lr_decay: bool = True
+    """decay the learning rates linearly to 0 at the end after the warm-up (papers' code: on)"""
     update_epochs: int = 1
     """passes over the iteration's completions per update (VinePPO paper: 2)"""
     minibatch_size: int = 8
@@ -78,15 +86,17 @@ class Args:
     clip_coef: float = 0.2
     """PPO clipping range of the probability ratio"""
     kl_coef: float = 1e-4
-    """coefficient of the per-token KL penalty to the initial policy (VinePPO paper: 1e-4)"""
+    """coefficient of the KL penalty to the initial policy, a term of the loss (VinePPO paper: 1e-4)"""
+    whiten_advantages: bool = True
+    """normalise the advantages of each minibatch to zero mean and unit variance over its tokens (papers: on)"""
     mc_rollouts: int = 4
     """K: completions sampled from each step prefix to estimate its value (VinePPO paper: 9)"""
     mc_temperature: float = 0.7
-    """sampling temperature of the Monte-Carlo rollouts (VinePPO paper: as the training rollouts)"""
-    min_step_tokens: int = 4
-    """a line shorter than this many tokens is merged into the next reasoning step"""
-    max_steps: int = 16
-    """at most this many reasoning steps per completion; beyond it adjacent steps are merged"""
+    """sampling temperature of the Monte-Carlo rollouts (VinePPO paper: as the training rollouts, 0.6)"""
+    step_split: str | None = None
+    """how completions are cut into steps, as the papers' code does: gsm8k (lines) or math; unset: by --dataset"""
+    max_value_steps: int | None = None
+    """estimate values for the first this many steps only, later ones get the reward (paper: 25 on GSM8K)"""
     max_grad_norm: float = 1.0
     """gradient-norm clipping threshold"""
     eval_interval: int = 5
@@ -122,6 +132,8 @@ def check_args(args: Args) -> None:
         (args.max_new_tokens < 1, "--max-new-tokens must be at least 1"),
         (args.temperature <= 0 or not 0 < args.top_p <= 1, "--temperature must be > 0 and --top-p in (0, 1]"),
         (args.learning_rate <= 0, "--learning-rate must be positive"),
+        (args.prompt_format not in ("chat", "vineppo"), "--prompt-format must be chat or vineppo"),
+        (not 0 <= args.warmup_ratio < 1, "--warmup-ratio must be in [0, 1)"),
         (args.update_epochs < 1, "--update-epochs must be at least 1"),
         (
             args.micro_batch_size < 1 or args.minibatch_size % args.micro_batch_size,
@@ -142,7 +154,8 @@ def check_args(args: Args) -> None:
         (args.clip_coef <= 0, "--clip-coef must be positive"),
         (args.kl_coef < 0, "--kl-coef must be >= 0"),
         (args.mc_rollouts < 1 or args.mc_temperature <= 0, "--mc-rollouts must be at least 1 and --mc-temperature > 0"),
-        (args.min_step_tokens < 1 or args.max_steps < 1, "--min-step-tokens and --max-steps must be at least 1"),
+        (args.step_split not in (None, "gsm8k", "math"), "--step-split must be gsm8k or math"),
+        (args.max_value_steps is not None and args.max_value_steps < 0, "--max-value-steps must be >= 0"),
         (min(args.eval_interval, args.eval_size, args.save_interval) < 0, "intervals and sizes must be >= 0"),
         (
             args.resume is not None and not (Path(args.resume) / "checkpoint" / "state.pt").exists(),
@@ -218,23 +231,14 @@ def batched(fn, micro_batch_size, *tensors):
     return gather_rows(torch.cat(outs), rows, len(tensors[0]))
 
 
-def split_steps(response: list[int], newline_ids: set[int], min_step_tokens: int, max_steps: int) -> list[int]:
-    """End index (exclusive) of each reasoning step of a response: a step ends at a token holding a line break;
-    short steps are merged into the next (a short last one into the previous), and over `max_steps`, steps are
-    merged evenly. The last end is len(response). Not the papers' splitter, which cuts the decoded text by other
-    rules (docs/parity.md, rows 6 to 9; common/steps.py reproduces it, not yet wired in)."""
-    ends, start = [], 0
-    for i, token in enumerate(response):
-        if token in newline_ids and i + 1 - start >= min_step_tokens:
-            ends.append(i + 1)
-            start = i + 1
-    if not ends or ends[-1] != len(response):
-        if ends and len(response) - ends[-1] < min_step_tokens:
-            ends.pop()  # a short tail joins the step before it
-        ends.append(len(response))
-    if len(ends) > max_steps:
-        ends = [ends[round((k + 1) * len(ends) / max_steps) - 1] for k in range(max_steps)]
-    return ends
+def response_steps(tokenizer, response: list[int], step_split: str) -> list[int]:
+    """End (exclusive token index) of each reasoning step of a response, cut as the papers' code cuts the decoded
+    text (common/steps.py): gsm8k, one step per line with the "#### answer" tail in the last; math, lines and
+    sentences, never inside maths, short parts merged and long ones cut again. A token belongs to the step of its
+    first character."""
+    text = tokenizer.decode(response, skip_special_tokens=True)
+    steps = split_gsm8k(text) if step_split == "gsm8k" else split_math(text)
+    return step_token_ends(steps, tokenizer, response)
 
 
 def step_advantages(step_ends: list[int], values: list[float], length: int) -> torch.Tensor:
@@ -250,6 +254,36 @@ def step_advantages(step_ends: list[int], values: list[float], length: int) -> t
 
 def masked_mean(x, mask):
     return (x * mask).sum() / mask.sum().clamp(min=1)
+
+
+def whiten(advantages, mask):
+    """Advantages shifted and scaled to zero mean and unit variance over the tokens in `mask`, as the papers' code
+    does for each minibatch (`masked_whiten`: the unbiased variance, 1e-8 inside the square root)."""
+    mean, n = masked_mean(advantages, mask), mask.sum()
+    var = masked_mean((advantages - mean) ** 2, mask) * n / (n - 1).clamp(min=1)
+    return (advantages - mean) * torch.rsqrt(var + 1e-8) * mask
+
+
+def kl_penalty(logp, ref_logp, mask):
+    """Each sequence's KL penalty to the reference policy, as the papers' code adds it to the loss: the k3 estimator
+    exp(ref - logp) - (ref - logp) - 1 of KL(policy || reference) on each token (never negative, and its gradient is
+    that of the KL), clamped to [0, 10] and summed over the sequence's tokens."""
+    log_ratio = ref_logp - logp
+    return ((log_ratio.exp() - log_ratio - 1) * mask).clamp(0, 10).sum(1)
+
+
+def lr_scale(step: int, total_steps: int, warmup_ratio: float, decay: bool) -> float:
+    """Learning rate of optimiser step `step` (0-based) over the peak, as the papers' code schedules it (DeepSpeed's
+    WarmupDecayLR): log-shaped warm-up over W = max(2, ceil(warmup_ratio x total_steps)) steps, then linear decay
+    to 0 at the end. DeepSpeed advances the schedule after each step, so its first step runs at the peak and its
+    second at 0: kept, so that every step gets the reference's rate. decay=False holds the peak after warm-up."""
+    if step == 0:
+        return 1.0
+    step -= 1  # DeepSpeed's last_batch_iteration
+    warmup = max(2, math.ceil(warmup_ratio * total_steps)) if warmup_ratio > 0 else 0
+    if step < warmup:
+        return math.log(step + 1) / math.log(warmup)
+    return max(0.0, (total_steps - step) / max(1, total_steps - warmup)) if decay else 1.0
 
 
 def mc_values(llm, prefixes: dict, args: Args) -> dict:
@@ -338,7 +372,7 @@ if __name__ == "__main__":
     train, test = load_split(args.dataset, "train", args.seed), load_split(args.dataset, "test", args.seed)
     for split in (train, test):
         for example in split:
-            example["prompt"] = build_prompt(tokenizer, example["question"], args.dataset)
+            example["prompt"] = build_prompt(tokenizer, example["question"], args.dataset, args.prompt_format)
     train = [e for e in train if len(e["prompt"]) <= args.max_prompt_tokens]
     test = [e for e in test if len(e["prompt"]) <= args.max_prompt_tokens][: args.eval_size]
     if not train:
@@ -366,9 +400,11 @@ if __name__ == "__main__":
     policy.config.pad_token_id = pad_id
     # no weight decay, as in the papers' code (AdamW's default would be 0.01)
     policy_optimizer = torch.optim.AdamW(policy.parameters(), lr=args.learning_rate, eps=1e-8, weight_decay=0)
-    newline_ids = {
-        i for i, text in enumerate(tokenizer.batch_decode([[i] for i in range(len(tokenizer))])) if "\n" in text
-    }
+    step_split = args.step_split or ("math" if args.dataset == "math" else "gsm8k")
+    # the learning rates follow one schedule over all the run's optimiser steps (lr_scale)
+    steps_per_iteration = args.update_epochs * args.questions_per_iteration * args.completions_per_question
+    steps_per_iteration //= args.minibatch_size
+    total_steps = args.num_iterations * steps_per_iteration
     max_model_len = args.max_prompt_tokens + args.max_new_tokens
     llm = start_engine(model_path, args.seed, max_model_len, args.vllm_gpu_memory_utilization)
     # the engine seeded python's, numpy's and torch's generators with its own seed (seed + engine index under
@@ -444,46 +480,64 @@ if __name__ == "__main__":
             )
         old_logp, ref_logp = old_logp * mask, ref_logp * mask
         check_finite(iteration, old_log_probs=old_logp, reference_log_probs=ref_logp)
-        kl = old_logp - ref_logp  # per-token estimate of KL(policy || reference)
+        kl = old_logp - ref_logp  # per-token estimate of KL(policy || reference), logged (the loss has its own)
         t_logprobs = time.perf_counter()
 
         # 4. credit assignment: Monte-Carlo values of every step prefix, all in one vLLM call
-        step_ends = [split_steps(r, newline_ids, args.min_step_tokens, args.max_steps) for r in responses]
+        step_ends = [response_steps(tokenizer, r, step_split) for r in responses]
+        # the states valued: s_0 (the prompt alone), then after each step but the last (s_m, finished, is worth
+        # the reward), up to --max-value-steps; the states past it are worth the reward too (backfill_values)
+        value_states = [([0] + ends[:-1])[: value_state_count(len(ends), args.max_value_steps)] for ends in step_ends]
         answers = [q["answer"] for q in questions for _ in range(args.completions_per_question)]
         # prompt + response prefix -> (answer, prefix length, prefix text); shared prefixes are estimated once
         prefixes = {}
-        for prompt, response, ends, answer in zip(prompts, responses, step_ends, answers):
-            for end in [0] + ends[:-1]:  # s_0 is the prompt alone; s_m (finished) needs no estimate
+        for prompt, response, states, answer in zip(prompts, responses, value_states, answers):
+            for end in states:
                 prefixes.setdefault(tuple(prompt + response[:end]), (answer, end, tokenizer.decode(response[:end])))
         values = mc_values(llm, prefixes, args)
         advantages = torch.zeros_like(mask)
-        for j, (prompt, response, ends) in enumerate(zip(prompts, responses, step_ends)):
-            step_values = [values[tuple(prompt + response[:end])] for end in [0] + ends[:-1]] + [rewards_seq[j].item()]
+        for j, (prompt, response, ends, states) in enumerate(zip(prompts, responses, step_ends, value_states)):
+            estimates = [values[tuple(prompt + response[:end])] for end in states]
+            step_values = backfill_values(estimates, rewards_seq[j].item(), len(ends))
             advantages[j, : len(response)] = step_advantages(ends, step_values, len(response)).to(device)
-        advantages = (advantages - args.kl_coef * kl.flip(1).cumsum(1).flip(1)) * mask  # the KL penalty still to come
         t_mc = time.perf_counter()
 
         # 5. policy update: clipped PPO over a few epochs of minibatches
-        stats = {k: [] for k in ("pg_loss", "entropy", "clipfrac", "approx_kl")}
+        stats = {k: [] for k in ("pg_loss", "kl_penalty", "entropy", "clipfrac", "approx_kl")}
+        optimizer_step = (iteration - 1) * steps_per_iteration
         for _epoch in range(args.update_epochs):
             for minibatch in torch.randperm(len(responses), generator=minibatch_generator).split(args.minibatch_size):
                 policy_optimizer.zero_grad()
                 n_tokens, minibatch_loss = mask[minibatch].sum(), 0.0
+                # advantages whitened over this minibatch's tokens, as the papers' code does before each step
+                minibatch_advantages = advantages.clone()
+                if args.whiten_advantages:
+                    minibatch_advantages[minibatch] = whiten(advantages[minibatch], mask[minibatch])
                 # each rank its share of the minibatch; gradients are summed
                 for mb in rank_rows(minibatch).split(args.micro_batch_size):
                     with autocast:
                         logp, entropy = response_logprobs(
                             policy, input_ids[mb], attention_mask[mb], width, args.temperature
                         )
-                    pg_loss, s = ppo_loss(logp, old_logp[mb], advantages[mb], mask[mb], args.clip_coef, n_tokens)
-                    pg_loss.backward()
-                    minibatch_loss += pg_loss.detach()
+                    pg_loss, s = ppo_loss(
+                        logp, old_logp[mb], minibatch_advantages[mb], mask[mb], args.clip_coef, n_tokens
+                    )
+                    # the KL penalty: summed over each sequence's tokens, averaged over the minibatch's sequences
+                    kl_seq = kl_penalty(logp, ref_logp[mb], mask[mb])
+                    kl_loss = args.kl_coef * kl_seq.sum() / len(minibatch)
+                    (pg_loss + kl_loss).backward()
+                    minibatch_loss += (pg_loss + kl_loss).detach()
                     stats["pg_loss"].append(pg_loss.item() * n_tokens.item() / mask[mb].sum().item())
+                    stats["kl_penalty"].append(kl_seq.mean().item())
                     stats["entropy"].append(masked_mean(entropy.detach(), mask[mb]).item())
                     stats["clipfrac"].append(s["clipfrac"])
                     stats["approx_kl"].append(s["approx_kl"])
                 grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), args.max_grad_norm)
                 check_finite(iteration, loss=minibatch_loss, gradient_norm=grad_norm)
+                # this step's learning rates, from its index in the run: a resumed run continues the schedule exactly
+                scale = lr_scale(optimizer_step, total_steps, args.warmup_ratio, args.lr_decay)
+                optimizer_step += 1
+                policy_optimizer.param_groups[0]["lr"] = args.learning_rate * scale
                 policy_optimizer.step()
         t_updated = time.perf_counter()
 
@@ -511,6 +565,8 @@ if __name__ == "__main__":
             "losses/entropy": np.mean(stats["entropy"]),
             "losses/clipfrac": np.mean(stats["clipfrac"]),
             "losses/approx_kl": np.mean(stats["approx_kl"]),
+            "losses/kl_penalty": np.mean(stats["kl_penalty"]),
+            "charts/learning_rate": policy_optimizer.param_groups[0]["lr"],
             "charts/steps_per_completion": float(np.mean([len(e) for e in step_ends])),
             "charts/mc_completions": len(prefixes) * args.mc_rollouts,
             "time/generation": t_generated - t_start,

@@ -147,8 +147,19 @@ def load_split(dataset: str, split: str, seed: int = 0) -> list[dict]:
     return examples
 
 
-def build_prompt(tokenizer, question: str, dataset: str) -> list[int]:
-    """Token ids of the prompt: the tokenizer's chat template when it has one, else plain text."""
+# The papers' prompt (McGill-NLP/VinePPO, configs/prompt_library/MATH_step_by_step_sft.jsonnet), BOS first
+# (`append_bos_to_query`, configs/episode_generators/math_episode_generator.jsonnet): the format the papers' SFT
+# models (realtreetune/rho-1b-sft-GSM8K, -MATH, deepseekmath-7b-sft-*) were fine-tuned on, no few-shot examples.
+# Their solutions follow on a new line and end with "#### N" (GSM8K) or a \boxed{} answer (MATH).
+VINEPPO_TEMPLATE = "[MATH_TASK] Problem:\n{question}\n\nSolution:"
+
+
+def build_prompt(tokenizer, question: str, dataset: str, prompt_format: str = "chat") -> list[int]:
+    """Token ids of the prompt. chat: the tokenizer's chat template when it has one (else plain text), with the
+    dataset's few-shot examples and an instruction to box the answer; vineppo: the papers' SFT format."""
+    if prompt_format == "vineppo":
+        bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+        return bos + tokenizer(VINEPPO_TEMPLATE.format(question=question), add_special_tokens=False)["input_ids"]
     shots = FEWSHOT.get(dataset, [])
     if tokenizer.chat_template:
         messages = []

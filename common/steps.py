@@ -1,7 +1,7 @@
 r"""Reasoning steps as the official VinePPO code cuts them, and where they end in a response's tokens.
 
-Not used by the trainers yet: `vineppo.py` and `lilo_vineppo.py` still cut steps at newline tokens
-(`split_steps`); switching them to these functions is part of issue #13 (docs/parity.md, rows 6 to 9).
+`vineppo.py` and `lilo_vineppo.py` cut their completions with these functions (`response_steps`, and the
+value states in step 4 of their loop); docs/parity.md, rows 6 to 9, compares them with the reference.
 
 The rules are re-implemented from reading McGill-NLP/VinePPO at commit efe7228 (the code behind the
 paper's runs); paths below are inside that repository. All functions are pure: `split_gsm8k` and

@@ -286,3 +286,14 @@ def test_build_prompt_without_chat_template_is_plain_text(tiny_model):
     )
     text = tokenizer.decode(build_prompt(tokenizer, "How many?", "gsm8k"), skip_special_tokens=True)
     assert text == f"Question: How many? {INSTRUCTION}\nAnswer:"
+
+
+def test_vineppo_prompt_format_is_the_papers_sft_format(tiny_model):
+    """BOS, then the reference's template (configs/prompt_library/MATH_step_by_step_sft.jsonnet), no few-shot
+    example and no instruction: what realtreetune/rho-1b-sft-* were fine-tuned on."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    ids = build_prompt(tokenizer, "What is 17 + 25?", "arithmetic", "vineppo")
+    assert ids[0] == tokenizer.bos_token_id and ids.count(tokenizer.bos_token_id) == 1
+    assert tokenizer.decode(ids[1:]) == "[MATH_TASK] Problem:\nWhat is 17 + 25?\n\nSolution:"

@@ -1,45 +1,59 @@
 """vineppo.py: step splitting, step advantages and Monte-Carlo values; then the script end to end."""
 
-import random
-
 import pytest
 
 import lilo_vineppo
 import vineppo
+from common.steps import split_gsm8k, split_math
 from conftest import TINY_FLAGS, assert_logged, read_scalars, train
 
-NL = 99  # a token id standing for a token with a line break
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    from common.model import default_model_path
+
+    return AutoTokenizer.from_pretrained(default_model_path())
 
 
+def token_steps(tokenizer, steps):
+    """A response made of `steps` tokenised one by one, and the token index where each step ends."""
+    ids = [tokenizer(step, add_special_tokens=False)["input_ids"] for step in steps]
+    return sum(ids, []), [sum(map(len, ids[: k + 1])) for k in range(len(ids))]
+
+
+@pytest.mark.parametrize("module", [vineppo, lilo_vineppo])
 @pytest.mark.parametrize(
-    "response, min_tokens, expected",
+    "step_split, steps",
     [
-        ([1, 2, 3, NL, 4, 5, 6, NL, 7, 8, 9], 2, [4, 8, 11]),  # boundaries right after each line break
-        ([1, NL, 2, 3, 4, NL, 5, 6, 7], 3, [6, 9]),  # the 2-token first line joins the next step
-        ([1, 2, 3, NL, 4], 3, [5]),  # a 1-token tail joins the step before it
-        ([1, 2, 3, NL], 2, [4]),  # a response ending on a line break: no empty last step
-        ([1, 2, 3], 1, [3]),  # no line break: one step
-        ([NL], 1, [1]),
+        # GSM8K (the reference's tasks/gsm8k.py): a step per line, the "#### answer" tail joins the last line
+        ("gsm8k", ["Tom has 3 + 4 = 7 apples.", "\nHe gives away 2, so 7 - 2 = 5.\n\n#### 5"]),
+        ("gsm8k", ["\n\nFirst line after blank lines.", "\nSecond.", "\n", "\nThe answer is \\boxed{2}."]),
+        # MATH (tasks/math_extract_steps_inplace.py): sentences too, never inside maths; a short part joins the next
+        ("math", ["We need $x$ such that $2x + 3 = 11$.", " Subtracting 3 from both sides gives $2x = 8$.",
+                  " So $x = \\boxed{4}$."]),
+        ("math", ["Let the side be $s$.", " Then the area is $s^2 = 49$, and so $s = 7$.",
+                  "\nThe perimeter is $4s = \\boxed{28}$."]),
     ],
-)
-def test_split_steps_on_crafted_responses(response, min_tokens, expected):
-    assert vineppo.split_steps(response, {NL}, min_tokens, max_steps=16) == expected
+)  # fmt: skip
+def test_response_steps_cut_where_the_reference_cuts(module, tokenizer, step_split, steps):
+    """Steps tokenised one by one, so each boundary falls between tokens: the ends must be exactly there, and
+    the EOS the engine appends belongs to the last step. (common/steps.py's rules: tests/test_steps.py.)"""
+    splitter = split_gsm8k if step_split == "gsm8k" else split_math
+    assert splitter("".join(steps)) == steps  # the reference's boundaries, worked out from its code
+    response, ends = token_steps(tokenizer, steps)
+    assert module.response_steps(tokenizer, response, step_split) == ends
+    assert module.response_steps(tokenizer, response + [tokenizer.eos_token_id], step_split) == ends[:-1] + [
+        ends[-1] + 1
+    ]
 
 
-def test_split_steps_caps_the_number_of_steps():
-    response = [1, NL] * 10  # ten 2-token lines
-    ends = vineppo.split_steps(response, {NL}, min_step_tokens=1, max_steps=3)
-    assert len(ends) == 3 and ends[-1] == len(response)
-    assert all(end % 2 == 0 for end in ends), "merged steps still end on line breaks"
-
-
-def test_split_steps_never_gives_empty_steps():
-    rng = random.Random(0)
-    for _ in range(500):
-        response = [rng.choice([1, 2, NL]) for _ in range(rng.randint(1, 40))]
-        ends = vineppo.split_steps(response, {NL}, rng.randint(1, 6), rng.randint(1, 8))
-        assert ends[-1] == len(response)
-        assert all(b > a for a, b in zip([0] + ends, ends)), (response, ends)
+def test_gsm8k_and_math_rules_differ_on_sentences(tokenizer):
+    """The same text: GSM8K cuts at line breaks only, MATH at sentence ends too."""
+    response, _ = token_steps(tokenizer, ["First we add 12 and 30 to get 42. Then we halve it to get 21.", "\n#### 21"])
+    assert len(vineppo.response_steps(tokenizer, response, "gsm8k")) == 1
+    assert len(vineppo.response_steps(tokenizer, response, "math")) == 2
 
 
 def test_step_advantages_by_hand():
@@ -116,7 +130,7 @@ def test_mc_rollouts_get_the_references_budget_and_score_0_when_cut_off(module, 
     assert value == 0.0
 
 
-TINY_RUN = [*TINY_FLAGS, "--eval-interval", "1", "--mc-rollouts", "2", "--min-step-tokens", "1"]
+TINY_RUN = [*TINY_FLAGS, "--eval-interval", "1", "--mc-rollouts", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +163,20 @@ def test_end_to_end_logs_metrics_and_checkpoints(vineppo_run, tiny_model):
     # that the policy learns is shown on the coin model (tests/test_trainers.py): here every reward is 0
     assert (run_dir / "checkpoint" / "policy" / "model.safetensors").exists()
     assert not (run_dir / "checkpoint" / "value").exists()
+
+
+def test_max_value_steps_0_estimates_the_prompt_alone(tiny_model, tmp_path):
+    """--max-value-steps caps the states given a Monte-Carlo value (the GSM8K recipe: 25): with 0, only s_0 of
+    each question is estimated, so 2 questions x K = 2 rollouts per iteration, however many steps the
+    completions have (the later states are worth the reward)."""
+    run_dir, _ = train("vineppo.py", tiny_model, tmp_path, "--num-iterations", "1", *TINY_RUN, "--max-value-steps", "0")
+    scalars = read_scalars(run_dir)
+    assert [v for _, v in scalars["charts/mc_completions"]] == [4.0]
+
+
+def test_check_args_rejects_unknown_step_rules():
+    with pytest.raises(SystemExit, match="--step-split must be gsm8k or math"):
+        vineppo.check_args(vineppo.Args(step_split="lines"))
+    with pytest.raises(SystemExit, match="--max-value-steps must be >= 0"):
+        vineppo.check_args(vineppo.Args(max_value_steps=-1))
+    vineppo.check_args(vineppo.Args(step_split="math", max_value_steps=25))
