@@ -50,7 +50,7 @@ class Args:
     model: str | None = None
     """Hugging Face model id or local folder; unset: the embedded SmolLM2-135M-Instruct"""
     dataset: str = "arithmetic"
-    """arithmetic (built in), gsm8k, math, or a local .jsonl/.json/.parquet/.csv file"""
+    """arithmetic (built in), gsm8k, math, orz57k, or a local .jsonl/.json/.parquet/.csv file"""
     prompt_format: str = "chat"
     """chat: the chat template asking for a boxed answer; vineppo: the papers' SFT models' own format"""
     num_iterations: int = 20

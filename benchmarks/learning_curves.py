@@ -23,8 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from conftest import read_scalars  # noqa: E402
 
-TRAINERS = ["ppo", "vineppo", "lilo_ppo", "lilo_vineppo"]
-COLORS = {"ppo": "tab:blue", "vineppo": "tab:orange", "lilo_ppo": "tab:green", "lilo_vineppo": "tab:red"}
+TRAINERS = ["ppo", "vineppo", "lilo_ppo", "lilo_vineppo"]  # the default set; --trainers adds the GRPO pair
+ALL_TRAINERS = [*TRAINERS, "grpo", "lilo_grpo"]
+COLORS = {"ppo": "tab:blue", "vineppo": "tab:orange", "lilo_ppo": "tab:green", "lilo_vineppo": "tab:red",
+          "grpo": "tab:purple", "lilo_grpo": "tab:brown"}  # fmt: skip
 
 
 def run_to_csv(trainer: str, seed: int, args, csv_path: Path) -> None:
@@ -227,7 +229,7 @@ def summary(tables: dict[str, pd.DataFrame]) -> str:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trainers", nargs="+", default=TRAINERS, choices=TRAINERS)
+    parser.add_argument("--trainers", nargs="+", default=TRAINERS, choices=ALL_TRAINERS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--eval-interval", type=int, default=4, help="also the checkpoint interval")

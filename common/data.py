@@ -12,9 +12,15 @@ the reference *final* answer (extracted once, at load time), as `grading.grade` 
 - `math`: Hendrycks MATH as the VinePPO and LILO papers split it (Lightman et al.'s split):
   train on the 12k problems of MATH's train and test sets that are not in MATH-500, test
   on MATH-500.
+- `orz57k`: Open-Reasoner-Zero's 57k maths questions (the LILO paper's GRPO dataset), from the hub
+  copy open-instruct made of the file (`ai2-adapt-dev/rlvr_open_reasoner_math`: `messages`,
+  `ground_truth`); test on MATH-500. The original file, `data/orz_math_57k_collected.json` in
+  `Open-Reasoner-Zero/Open-Reasoner-Zero` (a list of [{"from": "human", "value": question},
+  {"from": "assistant", "ground_truth": {"value": answer}}] pairs), loads as a local file.
 - a local `.jsonl`, `.json`, `.parquet` or `.csv` file with `question`/`answer` columns (or the
-  hub schemas above: GSM8K's `answer` with `#### N`, MATH's `problem`/`solution`). Its test
-  split is the sibling file with `train` replaced by `test` in the name, if there is one.
+  hub schemas above: GSM8K's `answer` with `#### N`, MATH's `problem`/`solution`, ORZ's pairs,
+  `messages` + `ground_truth`). Its test split is the sibling file with `train` replaced by `test`
+  in the name, if there is one.
 """
 
 import random
@@ -39,6 +45,13 @@ HUB = {  # name -> split -> list of (path, config, split) whose rows are concate
                 "precalculus",
             )
         ],
+        "test": [("HuggingFaceH4/MATH-500", None, "test")],
+    },
+    # Open-Reasoner-Zero's 57k maths collection (orz_math_57k_collected.json in Open-Reasoner-Zero/Open-Reasoner-Zero,
+    # `data/`), as open-instruct converted it (scripts/data/rlvr/open_reasoner.py); no test split: MATH-500, one of
+    # the benchmarks Open-Reasoner-Zero reports
+    "orz57k": {
+        "train": [("ai2-adapt-dev/rlvr_open_reasoner_math", None, "train")],
         "test": [("HuggingFaceH4/MATH-500", None, "test")],
     },
 }
@@ -70,6 +83,12 @@ def make_arithmetic(n: int, seed: int, max_digits: int = 2, max_ops: int = 1) ->
 
 def to_example(row: dict, where: str) -> dict:
     """A row in any supported schema -> `{"question", "answer"}`, or a clear error."""
+    if isinstance(row.get("0"), dict) and isinstance(row.get("1"), dict):  # ORZ's pairs, read by `datasets` as 0, 1
+        truth = row["1"].get("ground_truth")
+        row = {"question": row["0"].get("value"), "answer": truth.get("value") if isinstance(truth, dict) else None}
+    elif isinstance(row.get("messages"), list) and "ground_truth" in row:  # open-instruct's RLVR conversions
+        user = [m.get("content") for m in row["messages"] if isinstance(m, dict) and m.get("role") == "user"]
+        row = {"question": user[0] if user else None, "answer": row["ground_truth"]}
     question = row.get("question", row.get("problem"))
     if not isinstance(question, str) or not question.strip():
         raise SystemExit(f"error: {where}: no 'question' (or 'problem') text; columns: {sorted(row)}")
@@ -137,7 +156,8 @@ def load_split(dataset: str, split: str, seed: int = 0) -> list[dict]:
             path = sibling if "train" in path.name and sibling.is_file() else path
         rows = [(row, f"{path}:{i + 1}") for i, row in enumerate(_load_rows(str(path), None, "train"))]
     else:
-        raise SystemExit(f"error: --dataset {dataset}: not one of arithmetic, gsm8k, math, nor an existing file")
+        names = ", ".join(["arithmetic", *HUB])
+        raise SystemExit(f"error: --dataset {dataset}: not one of {names}, nor an existing file")
     examples = [to_example(row, where) for row, where in rows]
     if dataset == "math" and split == "train":  # MATH-500 is the test set: keep it out of training
         test_questions = {e["question"] for e in load_split("math", "test")}

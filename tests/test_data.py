@@ -193,7 +193,7 @@ def test_load_split_bad_local_files_exit_clearly(tmp_path, name, content, match)
 @pytest.mark.parametrize("name", ["no_such_dataset", "missing/train.jsonl"])
 def test_load_split_unknown_dataset_exits_clearly(name):
     with pytest.raises(
-        SystemExit, match=r"^error: --dataset .*not one of arithmetic, gsm8k, math, nor an existing file"
+        SystemExit, match=r"^error: --dataset .*not one of arithmetic, gsm8k, math, orz57k, nor an existing file"
     ):
         load_split(name, "train")
 
@@ -297,3 +297,35 @@ def test_vineppo_prompt_format_is_the_papers_sft_format(tiny_model):
     ids = build_prompt(tokenizer, "What is 17 + 25?", "arithmetic", "vineppo")
     assert ids[0] == tokenizer.bos_token_id and ids.count(tokenizer.bos_token_id) == 1
     assert tokenizer.decode(ids[1:]) == "[MATH_TASK] Problem:\nWhat is 17 + 25?\n\nSolution:"
+
+
+# Open-Reasoner-Zero's file (data/orz_math_57k_collected.json in Open-Reasoner-Zero/Open-Reasoner-Zero): a JSON list of
+# [question, answer] pairs in this shape (its first entry, answer "\frac{1}{3}", shortened here)
+ORZ_PAIRS = [
+    [
+        {"from": "human", "value": "Let $x$ be a third of one. What is $x$?"},
+        {"from": "assistant", "ground_truth": {"value": "\\frac{1}{3}", "pass_at_n": 0.25}},
+    ],
+    [{"from": "human", "value": "What is 6 x 7?"}, {"from": "assistant", "ground_truth": {"value": "42"}}],
+]
+
+
+def test_orz_file_loads_as_a_local_file(tmp_path):
+    path = tmp_path / "orz_math_57k_collected.json"
+    path.write_text(json.dumps(ORZ_PAIRS))
+    assert load_split(str(path), "train") == [
+        {"question": "Let $x$ be a third of one. What is $x$?", "answer": "\\frac{1}{3}"},
+        {"question": "What is 6 x 7?", "answer": "42"},
+    ]
+
+
+def test_orz_hub_copy_schema():
+    """`ai2-adapt-dev/rlvr_open_reasoner_math` (`--dataset orz57k`): open-instruct's conversion of the same file."""
+    row = {
+        "messages": [{"role": "user", "content": "What is 6 x 7?"}, {"role": "assistant", "content": "42"}],
+        "ground_truth": "42",
+        "dataset": "math",
+    }
+    assert to_example(row, "here") == {"question": "What is 6 x 7?", "answer": "42"}
+    with pytest.raises(SystemExit, match="^error: here: no 'question'"):
+        to_example({**row, "messages": [{"role": "assistant", "content": "42"}]}, "here")

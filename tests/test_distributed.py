@@ -55,7 +55,8 @@ SLOW = pytest.mark.slow
 
 @pytest.mark.parametrize(
     "script",
-    ["ppo.py", "vineppo.py", pytest.param("lilo_ppo.py", marks=SLOW), pytest.param("lilo_vineppo.py", marks=SLOW)],
+    ["ppo.py", "vineppo.py", "grpo.py"]
+    + [pytest.param(script, marks=SLOW) for script in ("lilo_ppo.py", "lilo_vineppo.py", "lilo_grpo.py")],
 )
 def test_two_ranks_train_one_iteration_and_end_with_the_same_weights(script, runs, tiny_model):
     run_dir, ranks, result = runs(script)

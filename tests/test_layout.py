@@ -1,5 +1,6 @@
-"""The files' shape that the project promises: `diff ppo.py lilo_ppo.py` and `diff vineppo.py lilo_vineppo.py` are
-the learnability idea alone, the same lines in both, at most 60 changed lines each."""
+"""The files' shape that the project promises: `diff ppo.py lilo_ppo.py`, `diff vineppo.py lilo_vineppo.py` and
+`diff grpo.py lilo_grpo.py` are the learnability idea alone, the same lines in all three, at most 60 changed lines
+each."""
 
 import difflib
 
@@ -14,5 +15,5 @@ def changed_lines(base: str, variant: str) -> list[str]:
 
 def test_the_lilo_diffs_are_the_same_lines_and_short():
     ppo_diff, vineppo_diff = changed_lines("ppo.py", "lilo_ppo.py"), changed_lines("vineppo.py", "lilo_vineppo.py")
-    assert ppo_diff == vineppo_diff
+    assert ppo_diff == vineppo_diff == changed_lines("grpo.py", "lilo_grpo.py")
     assert 0 < len(ppo_diff) <= 60

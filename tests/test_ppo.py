@@ -101,9 +101,10 @@ def test_check_args_rejects_nonsense():
         (["--questions-per-iteration", "3"], "multiple of --minibatch-size"),
     ],
 )
-def test_bad_input_ends_with_one_clear_message(flags, message, tiny_model, tmp_path):
+@pytest.mark.parametrize("script", ["ppo.py", "grpo.py"])  # the same lines in every trainer
+def test_bad_input_ends_with_one_clear_message(script, flags, message, tiny_model, tmp_path):
     model = [] if "--model" in flags else ["--model", tiny_model]
-    result = run_script("ppo.py", *model, "--output-dir", str(tmp_path / "runs"), *flags, timeout=300)
+    result = run_script(script, *model, "--output-dir", str(tmp_path / "runs"), *flags, timeout=300)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert message in result.stderr.strip().splitlines()[-1]

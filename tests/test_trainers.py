@@ -15,20 +15,24 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import grpo
+import lilo_grpo
 import lilo_ppo
 import lilo_vineppo
 import ppo
 import vineppo
 from conftest import ROOT, answer_probability, assert_logged, only_run_dir, read_scalars, run_script, train
 
-TRAINERS = ["ppo.py", "vineppo.py", "lilo_ppo.py", "lilo_vineppo.py"]
-MODULES = {"ppo.py": ppo, "vineppo.py": vineppo, "lilo_ppo.py": lilo_ppo, "lilo_vineppo.py": lilo_vineppo}
+TRAINERS = ["ppo.py", "vineppo.py", "grpo.py", "lilo_ppo.py", "lilo_vineppo.py", "lilo_grpo.py"]
+MODULES = {"ppo.py": ppo, "vineppo.py": vineppo, "grpo.py": grpo, "lilo_ppo.py": lilo_ppo,
+           "lilo_vineppo.py": lilo_vineppo, "lilo_grpo.py": lilo_grpo}  # fmt: skip
 # 4 questions x 8 completions per iteration (LILO: from a pool of 16 questions, i.e. each coin question twice),
 # 2 epochs of 2 minibatches: 4 optimiser steps per iteration
 COIN_FLAGS = ["--questions-per-iteration", "4", "--completions-per-question", "8", "--minibatch-size", "16",
               "--micro-batch-size", "16", "--max-new-tokens", "8", "--eval-interval", "2", "--eval-size", "8",
               "--learning-rate", "1e-2", "--update-epochs", "2", "--num-iterations", "3"]  # fmt: skip
 EXTRA = {"ppo.py": ["--value-learning-rate", "1e-2"], "vineppo.py": ["--mc-rollouts", "8"]}
+EXTRA["grpo.py"] = EXTRA["lilo_grpo.py"] = []
 EXTRA["lilo_ppo.py"], EXTRA["lilo_vineppo.py"] = EXTRA["ppo.py"], EXTRA["vineppo.py"]
 
 
@@ -50,20 +54,22 @@ def test_logs_evaluates_and_checkpoints(coin_run, coin_model):
     tags = ["charts/train_accuracy", "charts/kl", "charts/advantage_mean", "charts/advantage_std", "losses/entropy",
             "losses/policy_loss", "losses/clipfrac", "losses/approx_kl", "time/generation", "time/update"]  # fmt: skip
     tags += ["charts/learning_rate", "losses/kl_penalty"]
-    tags += ["losses/value_loss", "losses/explained_variance"] if "vine" not in script else ["charts/mc_completions"]
+    tags += {"ppo": ["losses/value_loss", "losses/explained_variance"], "vineppo": ["charts/mc_completions"],
+             "grpo": ["charts/zero_advantage_share"]}[script.removeprefix("lilo_").removesuffix(".py")]  # fmt: skip
     assert_logged(scalars, tags, [1, 2, 3])
     assert_logged(scalars, ["charts/test_accuracy", "charts/train_subset_accuracy"], [0, 2, 3])
     state = torch.load(run_dir / "checkpoint" / "state.pt", weights_only=False)
     assert state["iteration"] == 3 and state["args"]["num_iterations"] == 3
     assert state["policy_optimizer"]["param_groups"][0]["weight_decay"] == 0  # as in the papers' code
     assert json.loads((run_dir / "args.json").read_text())["num_iterations"] == 3
-    assert (run_dir / "checkpoint" / "value" / "model.safetensors").exists() == ("vine" not in script)
+    assert (run_dir / "checkpoint" / "value" / "model.safetensors").exists() == (script in ("ppo.py", "lilo_ppo.py"))
     assert (run_dir / "checkpoint" / "policy" / "tokenizer.json").exists()
 
 
 def test_training_makes_the_rewarded_answer_likelier(coin_run, coin_model):
     """Only \\boxed{1} is ever rewarded: after 3 iterations it must be likelier than at the start (1/2). An
-    advantage of the wrong sign (PPO's whitening inverted, VinePPO's V(s_k+1) - V(s_k) swapped) fails this."""
+    advantage of the wrong sign (PPO's whitening inverted, VinePPO's V(s_k+1) - V(s_k) swapped, GRPO's
+    reward minus its group's mean reversed) fails this."""
     script, run_dir, *_ = coin_run
     before = answer_probability(coin_model, "1")
     after = answer_probability(run_dir / "checkpoint" / "policy", "1")
@@ -215,15 +221,15 @@ def test_resume_is_exact(coin_run, coin_model, tmp_path):
     random model's, the first backward pass after a restart differs in floating-point detail (see the README),
     which this test would not isolate from resume bugs."""
     script, whole, _, flags, _ = coin_run
-    if script != "ppo.py":
-        pytest.skip("ppo.py here; lilo_vineppo.py, with its buffer, below")
+    if script not in ("ppo.py", "grpo.py"):
+        pytest.skip("ppo.py (two models) and grpo.py here; lilo_vineppo.py, with its buffer, below")
     split, stopped_at, _ = stopped_run(script, coin_model, tmp_path / "runs", *flags)
     assert stopped_at in (1, 2)
     result = run_script(script, "--model", coin_model, "--resume", str(split), *flags)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resumed from" in result.stdout and "iter 3/3" in result.stdout
     assert f"iter {stopped_at}/3" not in result.stdout
-    for part in ("policy", "value"):
+    for part in ("policy", "value") if script == "ppo.py" else ("policy",):
         assert_same_weights(whole / "checkpoint" / part, split / "checkpoint" / part)
 
 
@@ -292,3 +298,28 @@ def test_a_signal_asks_to_stop_and_a_second_one_stops_at_once():
         guards.STOP_SIGNAL = None
         signal.signal(signal.SIGINT, previous[0])
         signal.signal(signal.SIGTERM, previous[1])
+
+
+@pytest.mark.parametrize("module", [grpo, lilo_grpo])
+def test_group_advantages_on_crafted_groups(module):
+    """Reward minus the group's mean over its (unbiased) standard deviation + 1e-4; Dr. GRPO without the division.
+    A group all right or all wrong teaches nothing: advantage 0."""
+    rewards = torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
+    # one right of four: mean 1/4, unbiased std sqrt((0.75^2 + 3 x 0.25^2) / 3) = 1/2
+    expected = [[0.0] * 4, [0.0] * 4, [0.75 / 0.5001, -0.25 / 0.5001, -0.25 / 0.5001, -0.25 / 0.5001]]
+    assert module.group_advantages(rewards).flatten().tolist() == pytest.approx(sum(expected, []), abs=1e-6)
+    dr_grpo = [[0.0] * 4, [0.0] * 4, [0.75, -0.25, -0.25, -0.25]]
+    assert module.group_advantages(rewards, scale=False).flatten().tolist() == pytest.approx(sum(dr_grpo, []))
+
+
+@pytest.mark.parametrize("module", [grpo, lilo_grpo])
+def test_grpo_loss_averages_each_completion_then_the_completions(module):
+    """At ratio 1 the loss is -advantage per token: GRPO averages each completion over its own tokens (a long
+    completion counts as much as a short one), Dr. GRPO divides every completion's sum by the same constant."""
+    zeros = torch.zeros(2, 4)
+    advantages = torch.tensor([[1.0, 1.0, 1.0, 1.0], [-1.0, 0.0, 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.0, 0.0]])
+    loss, _ = module.ppo_loss(zeros, zeros, advantages, mask, 0.2, n_sequences=2)
+    assert loss.item() == pytest.approx((-1.0 + 1.0) / 2)  # a token mean would give (-4 + 1) / 5
+    loss, _ = module.ppo_loss(zeros, zeros, advantages, mask, 0.2, n_sequences=2, length=8)
+    assert loss.item() == pytest.approx((-4 / 8 + 1 / 8) / 2)
