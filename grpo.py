@@ -86,7 +86,7 @@ class Args:
     clip_coef: float = 0.2
     """PPO clipping range of the probability ratio"""
     kl_coef: float = 1e-4
-    """coefficient of the KL penalty to the initial policy, a term of the loss (VinePPO paper: 1e-4)"""
+    """coefficient of the KL penalty to the initial policy, a term of the loss (DeepSeekMath: 0.04, on token means)"""
     whiten_advantages: bool = False
     """normalise the advantages of each minibatch over its tokens (GRPO: off, its groups already normalise them)"""
     dr_grpo: bool = False
