@@ -49,7 +49,7 @@ def runs(tiny_model, tmp_path_factory):
 
 
 # The LILO trainers share every distributed line with their base trainers (their selection runs identically on every
-# rank, from the gathered scores): marked slow, run with `pytest -m slow`, to keep the default suite under 10 minutes.
+# rank, from the gathered scores): marked slow, run with `pytest -m slow`, to keep the default suite short.
 SLOW = pytest.mark.slow
 
 
