@@ -10,7 +10,8 @@ Shao et al., "DeepSeekMath: Pushing the Limits of Mathematical Reasoning in Open
 its tokens get the same advantage, its reward minus the group's mean reward divided by the group's
 standard deviation. A group whose completions all score alike has advantage 0 and teaches nothing.
 `--dr-grpo` gives Liu et al.'s variant ("Understanding R1-Zero-Like Training: A Critical Perspective").
-Run `python grpo.py --help`.
+The lines shared with `ppo.py` (KL penalty in the loss, learning-rate schedule, optional whitening) are the
+VinePPO and LILO papers' code's, which their comments call "the papers' code". Run `python grpo.py --help`.
 """
 
 import json
