@@ -99,6 +99,10 @@ class Args:
     """estimate values for the first this many steps only, later ones get the reward (paper: 25 on GSM8K)"""
     max_grad_norm: float = 1.0
     """gradient-norm clipping threshold"""
+    precision: str = "bf16"
+    """bf16: bf16 compute (autocast) over fp32 master weights, beside a bf16 engine; fp32: all fp32, both sides"""
+    tis_cap: float = 2.0
+    """truncated importance sampling: weight each token's policy loss by min(trainer / engine prob., this); 0: off"""
     eval_interval: int = 5
     """evaluate every this many iterations (and at the start and the end); 0 disables"""
     eval_size: int = 100
@@ -133,6 +137,7 @@ def check_args(args: Args) -> None:
         (args.temperature <= 0 or not 0 < args.top_p <= 1, "--temperature must be > 0 and --top-p in (0, 1]"),
         (args.learning_rate <= 0, "--learning-rate must be positive"),
         (args.prompt_format not in ("chat", "vineppo"), "--prompt-format must be chat or vineppo"),
+        (args.precision not in ("bf16", "fp32") or args.tis_cap < 0, "--precision bf16 or fp32; --tis-cap >= 0"),
         (not 0 <= args.warmup_ratio < 1, "--warmup-ratio must be in [0, 1)"),
         (args.update_epochs < 1, "--update-epochs must be at least 1"),
         (
@@ -182,7 +187,7 @@ def draw_questions(n: int, data_order: np.ndarray, data_position: int):
 def rollout(llm, examples: list[dict], n: int, args: Args):
     """`n` sampled completions for each example's prompt (under torchrun each engine does its share)."""
     prompts = engine_share([e["prompt"] for e in examples])
-    return gather_shares(generate(llm, prompts, n, args.temperature, args.top_p, args.max_new_tokens))
+    return gather_shares(generate(llm, prompts, n, args.temperature, args.top_p, args.max_new_tokens, logprobs=True))
 
 
 def score(examples: list[dict], completions) -> torch.Tensor:
@@ -207,8 +212,9 @@ def pad_batch(prompts: list[list[int]], responses: list[list[int]], pad_id: int)
     return input_ids, attention_mask, response_mask, width
 
 
-def response_logprobs(policy, input_ids, attention_mask, width, temperature):
-    """Log-probability and entropy of each response token under `policy`, sampling at `temperature`."""
+def response_logprobs(policy, input_ids, attention_mask, width, temperature, top_p=1.0):
+    """Log-probability and entropy of each response token under `policy`, sampling at `temperature`; and its
+    log-probability under the engine's sampling rule: at `temperature`, then renormalised over the top-p nucleus."""
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # positions ignore left padding
     length = input_ids.shape[1] - width
     # logits only where they predict response tokens: the prompt's would cost a vocabulary-wide matmul each
@@ -217,9 +223,18 @@ def response_logprobs(policy, input_ids, attention_mask, width, temperature):
     ).logits
     logp_all = torch.log_softmax(logits[:, :-1].float() / temperature, dim=-1)
     logp = logp_all.gather(-1, input_ids[:, width:, None]).squeeze(-1)
-    with torch.no_grad():  # a diagnostic only: no graph through the whole vocabulary
+    with torch.no_grad():  # diagnostics only: no graph through the whole vocabulary
         entropy = -(logp_all.exp() * logp_all).sum(-1)
-    return logp, entropy
+        sampling_logp = logp - nucleus_log_mass(logp_all, top_p) if top_p < 1 else logp.detach()
+    return logp, entropy, sampling_logp
+
+
+def nucleus_log_mass(logp_all, top_p):
+    """Log of the probability mass that top-p sampling keeps at each position, as vLLM cuts the nucleus: the least
+    likely tokens are dropped while their cumulated mass stays <= 1 - top_p (the likeliest token always stays)."""
+    cumulated = logp_all.exp().sort(-1).values.cumsum(-1)
+    dropped = torch.where(cumulated <= 1 - top_p, cumulated, 0).amax(-1)
+    return torch.log1p(-dropped.clamp(max=1 - 1e-6))
 
 
 @torch.no_grad()
@@ -228,6 +243,8 @@ def batched(fn, micro_batch_size, *tensors):
     (under torchrun each rank computes its share of the rows and every rank gets them all)."""
     rows = rank_rows(torch.arange(len(tensors[0])))
     outs = [fn(*(t[micro_batch] for t in tensors)) for micro_batch in rows.split(micro_batch_size)]
+    if isinstance(outs[0], tuple):  # several outputs: each concatenated
+        return tuple(gather_rows(torch.cat(out), rows, len(tensors[0])) for out in zip(*outs))
     return gather_rows(torch.cat(outs), rows, len(tensors[0]))
 
 
@@ -272,6 +289,14 @@ def kl_penalty(logp, ref_logp, mask):
     return ((log_ratio.exp() - log_ratio - 1) * mask).clamp(0, 10).sum(1)
 
 
+def tis_weights(log_ratio, cap):
+    """Truncated importance sampling (Yao et al. 2025, "Your Efficient RL Framework Secretly Brings You Off-Policy RL
+    Training"; verl's and TRL's correction): the engine samples with its own kernels, so from a policy slightly off
+    the trainer's old one. Each token's policy loss is weighted by min(pi_old / pi_engine, cap), `log_ratio` being
+    log pi_old - log pi_engine of the sampled token; cap 0: no correction."""
+    return log_ratio.exp().clamp(max=cap) if cap > 0 else torch.ones_like(log_ratio)
+
+
 def lr_scale(step: int, total_steps: int, warmup_ratio: float, decay: bool) -> float:
     """Learning rate of optimiser step `step` (0-based) over the peak, as the papers' code schedules it (DeepSpeed's
     WarmupDecayLR): log-shaped warm-up over W = max(2, ceil(warmup_ratio x total_steps)) steps, then linear decay
@@ -307,11 +332,11 @@ def mc_values(llm, prefixes: dict, args: Args) -> dict:
     }
 
 
-def ppo_loss(logp, old_logp, advantages, mask, clip, n_tokens):
-    """The clipped policy loss, summed over the tokens in `mask` and divided by `n_tokens` (the
-    minibatch's token count, so accumulated micro-batches average exactly)."""
+def ppo_loss(logp, old_logp, advantages, mask, clip, n_tokens, tis_weight=1.0):
+    """The clipped policy loss, summed over the tokens in `mask` and divided by `n_tokens` (the minibatch's token
+    count, so accumulated micro-batches average exactly); each token's loss weighted by `tis_weight`."""
     ratio = torch.exp(logp - old_logp)
-    pg_loss = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip, 1 + clip))
+    pg_loss = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip, 1 + clip)) * tis_weight
     stats = {
         "clipfrac": masked_mean(((ratio - 1).abs() > clip).float(), mask).item(),
         "approx_kl": masked_mean((ratio - 1) - (logp - old_logp), mask).item(),
@@ -363,7 +388,9 @@ if __name__ == "__main__":
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)  # the same on every rank: the value head, for one, starts alike
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    # bf16: forward and backward passes compute in bf16 over the fp32 weights (and fp32 optimiser state), as the
+    # engine, which holds the same weights rounded to bf16, generates; on a CPU with AMX as on a GPU
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
 
     # data: every prompt tokenised once
     model_path = resolve_model(args.model)
@@ -406,7 +433,7 @@ if __name__ == "__main__":
     steps_per_iteration //= args.minibatch_size
     total_steps = args.num_iterations * steps_per_iteration
     max_model_len = args.max_prompt_tokens + args.max_new_tokens
-    llm = start_engine(model_path, args.seed, max_model_len, args.vllm_gpu_memory_utilization)
+    llm = start_engine(model_path, args.seed, max_model_len, args.vllm_gpu_memory_utilization, args.precision)
     # the engine seeded python's, numpy's and torch's generators with its own seed (seed + engine index under
     # torchrun), and samples from torch's: the trainer's own draws (questions, minibatches) start again from the
     # run's seed, the same on every rank, and the minibatch order has a generator of its own
@@ -466,8 +493,8 @@ if __name__ == "__main__":
 
         # log-probs of the sampling (old) policy and the reference policy, once per iteration
         with autocast:
-            old_logp = batched(
-                lambda i, a: response_logprobs(policy, i, a, width, args.temperature)[0],
+            old_logp, _, old_sampling_logp = batched(
+                lambda i, a: response_logprobs(policy, i, a, width, args.temperature, args.top_p),
                 args.micro_batch_size,
                 input_ids,
                 attention_mask,
@@ -480,6 +507,13 @@ if __name__ == "__main__":
             )
         old_logp, ref_logp = old_logp * mask, ref_logp * mask
         check_finite(iteration, old_log_probs=old_logp, reference_log_probs=ref_logp)
+        # the engine's log-probs of its own samples: its kernels differ from the trainer's (in bf16 the gap is
+        # measurable), so it samples from a policy slightly off the old one; the gap is logged and corrected (TIS)
+        engine_logp = torch.zeros_like(mask)
+        for row, c in enumerate(c for cs in completions for c in cs):
+            engine_logp[row, : len(c.logprobs)] = torch.tensor(c.logprobs)
+        engine_log_ratio = (old_sampling_logp - engine_logp) * mask  # log pi_old - log pi_engine, sampled tokens
+        tis_weight = tis_weights(engine_log_ratio, args.tis_cap)
         kl = old_logp - ref_logp  # per-token estimate of KL(policy || reference), logged (the loss has its own)
         t_logprobs = time.perf_counter()
 
@@ -516,11 +550,11 @@ if __name__ == "__main__":
                 # each rank its share of the minibatch; gradients are summed
                 for mb in rank_rows(minibatch).split(args.micro_batch_size):
                     with autocast:
-                        logp, entropy = response_logprobs(
+                        logp, entropy, _ = response_logprobs(
                             policy, input_ids[mb], attention_mask[mb], width, args.temperature
                         )
                     pg_loss, s = ppo_loss(
-                        logp, old_logp[mb], minibatch_advantages[mb], mask[mb], args.clip_coef, n_tokens
+                        logp, old_logp[mb], minibatch_advantages[mb], mask[mb], args.clip_coef, n_tokens, tis_weight[mb]
                     )
                     # the KL penalty: summed over each sequence's tokens, averaged over the minibatch's sequences
                     kl_seq = kl_penalty(logp, ref_logp[mb], mask[mb])
@@ -561,6 +595,11 @@ if __name__ == "__main__":
             "charts/advantage_mean": masked_mean(advantages, mask).item(),
             "charts/advantage_std": masked_mean((advantages - masked_mean(advantages, mask)) ** 2, mask).sqrt().item(),
             "charts/tokens_per_second": lengths.sum().item() / (t_generated - t_start),
+            "charts/engine_logprob_gap": masked_mean(engine_log_ratio.abs(), mask).item(),
+            "charts/engine_kl": masked_mean(engine_log_ratio.exp() - engine_log_ratio - 1, mask).item(),
+            "charts/tis_clipped_share": masked_mean((engine_log_ratio.exp() > args.tis_cap).float(), mask).item()
+            if args.tis_cap
+            else 0.0,
             "losses/policy_loss": np.mean(stats["pg_loss"]),
             "losses/entropy": np.mean(stats["entropy"]),
             "losses/clipfrac": np.mean(stats["clipfrac"]),
@@ -573,6 +612,7 @@ if __name__ == "__main__":
             "time/logprobs": t_logprobs - t_generated,
             "time/mc_rollouts": t_mc - t_logprobs,
             "time/update": t_updated - t_mc,
+            "time/update_tokens_per_second": args.update_epochs * input_ids.numel() / (t_updated - t_mc),
             "time/sync": sync_seconds,
             "time/iteration": t_end - t_start,
         }

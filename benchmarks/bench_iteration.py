@@ -1,57 +1,87 @@
-"""Wall time of one training iteration of each trainer at the same batch, split by phase.
+"""Wall time of a training iteration of each trainer in bf16 and in fp32, split by phase, on the default.
 
 Run from the repository root: python benchmarks/bench_iteration.py [--model M] [--dataset D]
-Each trainer runs 2 iterations in its own process with the same seed and settings (evaluation
-off); the table shows the second iteration (the first warms caches up) from the run's
-tensorboard scalars, and each total as a ratio to ppo.py's.
+Each (trainer, precision) runs 2 iterations in its own process with the same seed and settings (evaluation off);
+the table shows the second iteration (the first warms caches up), read from the run's tensorboard scalars. The
+update's achieved FLOP/s is a lower bound (6 x non-embedding parameters per token, for each trained model; the
+vocabulary projection and attention scores are not counted), shown as a share of the bf16 matrix-product peak
+measured here, in this process. The last line gives each trainer's iteration speedup of bf16 over fp32.
 """
 
 import argparse
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 from conftest import read_scalars  # noqa: E402
 
 PHASES = ["time/generation", "time/logprobs", "time/mc_rollouts", "time/update", "time/sync", "time/iteration"]
+TRAINERS = ["ppo", "vineppo", "lilo_ppo", "lilo_vineppo"]
+
+
+def matmul_peak() -> float:
+    """The best bf16 matrix-product rate (FLOP/s) over the default model's shapes and a large square one."""
+    best = 0.0
+    for m, k, n in [(1024, 576, 1536), (1024, 1536, 576), (1024, 576, 576), (2048, 2048, 2048)]:
+        a, b = torch.randn(m, k, dtype=torch.bfloat16), torch.randn(k, n, dtype=torch.bfloat16)
+        for _ in range(3):
+            a @ b
+        repeats, start = 20, time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        best = max(best, 2 * m * k * n * repeats / (time.perf_counter() - start))
+    return best
+
+
+def non_embedding_parameters(model: str | None) -> int:
+    from transformers import AutoModelForCausalLM
+
+    from common.model import resolve_model
+
+    policy = AutoModelForCausalLM.from_pretrained(resolve_model(model))
+    return sum(p.numel() for p in policy.parameters()) - policy.get_input_embeddings().weight.numel()
+
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="default: the embedded SmolLM2-135M-Instruct")
     parser.add_argument("--dataset", default="arithmetic")
-    parser.add_argument("--paper-k", type=int, default=9, help="VinePPO's K in the paper")
+    parser.add_argument("--trainers", nargs="+", default=TRAINERS, choices=TRAINERS)
     args = parser.parse_args()
+    peak, parameters = matmul_peak(), non_embedding_parameters(args.model)
     common = ["--num-iterations", "2", "--eval-interval", "0", "--seed", "1", "--dataset", args.dataset]
     common += ["--model", args.model] if args.model else []
-    runs = [
-        ("ppo.py", []),
-        ("vineppo.py", ["--mc-rollouts", "4"]),
-        ("vineppo.py", ["--mc-rollouts", str(args.paper_k)]),
-        ("lilo_ppo.py", []),
-        ("lilo_vineppo.py", ["--mc-rollouts", "4"]),
-    ]
-    rows = []
-    for script, extra in runs:
-        with tempfile.TemporaryDirectory() as out:
-            result = subprocess.run(
-                [sys.executable, script, *common, *extra, "--output-dir", out], cwd=ROOT, capture_output=True, text=True
-            )
-            if result.returncode:
-                sys.exit(f"{script} failed:\n{result.stderr[-2000:]}")
-            scalars = read_scalars(next(Path(out).iterdir()))
-        row = {tag: dict(scalars[tag]).get(2, 0.0) if tag in scalars else 0.0 for tag in PHASES}
-        row["mc"] = dict(scalars.get("charts/mc_completions", [])).get(2, 0)
-        rows.append((f"{script} {' '.join(extra)}".strip(), row))
-        print(f"done: {rows[-1][0]}", file=sys.stderr, flush=True)
-    base = rows[0][1]["time/iteration"]
-    columns = ["generate", "logprobs", "MC", "MC done", "update", "sync", "total s", "x ppo"]
-    print(f"{'trainer':<28} " + " ".join(f"{c:>{w}}" for c, w in zip(columns, [9, 9, 7, 8, 8, 6, 8, 6])))
-    for name, row in rows:
-        print(
-            f"{name:<28} {row['time/generation']:>9.1f} {row['time/logprobs']:>9.1f} {row['time/mc_rollouts']:>7.1f} "
-            f"{int(row['mc']):>8} {row['time/update']:>8.1f} {row['time/sync']:>6.2f} {row['time/iteration']:>8.1f} "
-            f"{row['time/iteration'] / base:>6.2f}"
-        )
+    rows = {}
+    for trainer in args.trainers:
+        for precision in ("fp32", "bf16"):
+            with tempfile.TemporaryDirectory() as out:
+                command = [sys.executable, f"{trainer}.py", *common, "--precision", precision, "--output-dir", out]
+                result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+                if result.returncode:
+                    sys.exit(f"error: {trainer}.py --precision {precision} failed:\n{result.stderr[-2000:]}")
+                scalars = read_scalars(next(Path(out).iterdir()))
+            row = {tag: dict(points)[2] for tag, points in scalars.items() if 2 in dict(points)}
+            models = 2 if trainer.endswith("ppo") and "vine" not in trainer else 1  # PPO trains a value network too
+            row["flops"] = 6 * parameters * models * row["time/update_tokens_per_second"]
+            rows[trainer, precision] = row
+            print(f"done: {trainer} {precision}", file=sys.stderr, flush=True)
+    columns = ["generate", "logprobs", "MC", "update", "sync", "total s", "upd GFLOP/s", "% peak", "gap nat"]
+    widths = [9, 9, 7, 8, 6, 8, 12, 7, 8]
+    print(f"{'trainer':<22} " + " ".join(f"{c:>{w}}" for c, w in zip(columns, widths)))
+    for (trainer, precision), row in rows.items():
+        cells = [row.get(tag, 0.0) for tag in PHASES] + [row["flops"] / 1e9, 100 * row["flops"] / peak]
+        cells.append(row["charts/engine_logprob_gap"])
+        formats = [".1f", ".1f", ".1f", ".1f", ".2f", ".1f", ".0f", ".0f", ".4f"]
+        print(f"{trainer + ' ' + precision:<22} " + " ".join(f"{c:>{w}{f}}" for c, w, f in zip(cells, widths, formats)))
+    print(
+        f"bf16 matrix-product peak measured here: {peak / 1e9:.0f} GFLOP/s; FLOPs counted: 6 x {parameters / 1e6:.0f}M"
+    )
+    speedups = [rows[t, "fp32"]["time/iteration"] / rows[t, "bf16"]["time/iteration"] for t in args.trainers]
+    print("iteration speedup bf16 vs fp32: " + " ".join(f"{t} {s:.2f}x" for t, s in zip(args.trainers, speedups)))

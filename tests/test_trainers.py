@@ -53,7 +53,8 @@ def test_logs_evaluates_and_checkpoints(coin_run, coin_model):
     assert "iter 3/3 train_acc=" in result.stdout
     tags = ["charts/train_accuracy", "charts/kl", "charts/advantage_mean", "charts/advantage_std", "losses/entropy",
             "losses/policy_loss", "losses/clipfrac", "losses/approx_kl", "time/generation", "time/update"]  # fmt: skip
-    tags += ["charts/learning_rate", "losses/kl_penalty"]
+    tags += ["charts/learning_rate", "losses/kl_penalty", "charts/engine_logprob_gap", "charts/engine_kl"]
+    tags += ["charts/tis_clipped_share"]
     tags += {"ppo": ["losses/value_loss", "losses/explained_variance"], "vineppo": ["charts/mc_completions"],
              "grpo": ["charts/zero_advantage_share"]}[script.removeprefix("lilo_").removesuffix(".py")]  # fmt: skip
     assert_logged(scalars, tags, [1, 2, 3])
@@ -169,7 +170,7 @@ def test_log_probs_are_those_of_the_sampling_temperature(script, tiny_model):
     model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
     module = MODULES[script]
     input_ids, attention_mask, _, width = module.pad_batch([[10, 11, 12]], [[13, 14, 15]], pad_id=0)
-    logp, _ = module.response_logprobs(model, input_ids, attention_mask, width, temperature=0.5)
+    logp, _, _ = module.response_logprobs(model, input_ids, attention_mask, width, temperature=0.5)
     with torch.no_grad():
         logits = model(input_ids=input_ids).logits[0, width - 1 : -1]
     expected = torch.log_softmax(logits / 0.5, -1).gather(-1, input_ids[0, width:, None]).squeeze(-1)
@@ -323,3 +324,57 @@ def test_grpo_loss_averages_each_completion_then_the_completions(module):
     assert loss.item() == pytest.approx((-1.0 + 1.0) / 2)  # a token mean would give (-4 + 1) / 5
     loss, _ = module.ppo_loss(zeros, zeros, advantages, mask, 0.2, n_sequences=2, length=8)
     assert loss.item() == pytest.approx((-4 / 8 + 1 / 8) / 2)
+
+
+@pytest.mark.parametrize("module", MODULES.values(), ids=MODULES.keys())
+def test_nucleus_log_mass_is_what_vllms_top_p_keeps(module):
+    """The trainer's log-prob of a token under the engine's sampling rule is vLLM's own: its top-p cut (vLLM's
+    function, run here on crafted logits), then renormalised over the tokens kept."""
+    from vllm.v1.sample.ops.topk_topp_sampler import apply_top_k_top_p_pytorch
+
+    torch.manual_seed(0)
+    logits = torch.randn(6, 50) * 3
+    logp_all = torch.log_softmax(logits, -1)
+    for top_p in (0.5, 0.9, 0.99):
+        kept = apply_top_k_top_p_pytorch(logits.clone(), None, torch.full((6,), top_p))
+        inside = kept.isfinite()
+        assert 6 < inside.sum() < inside.numel()  # the nucleus dropped some tokens, and kept more than one
+        engine_logp = torch.log_softmax(kept, -1)
+        trainer_logp = logp_all - module.nucleus_log_mass(logp_all, top_p)[:, None]
+        assert torch.allclose(trainer_logp[inside], engine_logp[inside], atol=1e-5), top_p
+
+
+@pytest.mark.parametrize("module", MODULES.values(), ids=MODULES.keys())
+def test_tis_weights_truncate_the_ratio_and_weight_each_tokens_policy_loss(module):
+    """Truncated importance sampling: min(pi_old / pi_engine, cap) per token, on crafted log-probs; cap 0: off. At
+    ratio 1 and advantage 1 a token's policy loss is -weight: the mean over these 3 tokens is -(0.5 + 1 + 2) / 3
+    (a weight left out of the clipped branch would give -1 for the token at 2)."""
+    log_ratio = torch.tensor([[0.5, 1.0, 3.0]]).log()
+    weight = module.tis_weights(log_ratio, 2.0)
+    assert weight[0].tolist() == pytest.approx([0.5, 1.0, 2.0])
+    assert module.tis_weights(log_ratio, 0.0).tolist() == [[1.0, 1.0, 1.0]]
+    zeros, ones = torch.zeros(1, 3), torch.ones(1, 3)
+    if hasattr(module, "ppo_losses"):
+        loss, _, _ = module.ppo_losses(zeros, zeros, ones, zeros, zeros, zeros, ones, 0.2, 0.2, 3, tis_weight=weight)
+    elif hasattr(module, "group_advantages"):
+        loss, _ = module.ppo_loss(zeros, zeros, ones, ones, 0.2, n_sequences=1, tis_weight=weight)
+    else:
+        loss, _ = module.ppo_loss(zeros, zeros, ones, ones, 0.2, n_tokens=3, tis_weight=weight)
+    assert loss.item() == pytest.approx(-3.5 / 3)
+
+
+@pytest.mark.parametrize(("precision", "top_p"), [("fp32", "1.0"), ("fp32", "0.8"), ("bf16", "1.0")])
+def test_the_engine_gap_is_zero_in_fp32_and_small_in_bf16(precision, top_p, tiny_model, tmp_path):
+    """The engine returns the log-probs of the distribution it sampled from (temperature 0.7, then top-p
+    renormalised), and the trainer compares like with like: in fp32 both sides agree exactly. Raw log-probs
+    (vLLM's default, which ignores the temperature) or a nucleus left unrenormalised (log 0.8 = 0.22 nat on the
+    random model's near-uniform distribution) would read far above 0. In bf16 the kernels differ: a small gap."""
+    flags = ["--num-iterations", "1", "--eval-interval", "0", "--max-new-tokens", "16", "--precision", precision]
+    run_dir, _ = train("ppo.py", tiny_model, tmp_path, *flags, "--top-p", top_p)
+    scalars = read_scalars(run_dir)
+    gap, engine_kl = values(scalars, "charts/engine_logprob_gap")[0], values(scalars, "charts/engine_kl")[0]
+    if precision == "fp32":
+        assert gap < 1e-3 and engine_kl < 1e-6, (gap, engine_kl)
+    else:
+        assert 1e-3 < gap < 0.1 and 0 < engine_kl < 0.01, (gap, engine_kl)
+    assert 0 <= values(scalars, "charts/tis_clipped_share")[0] < 0.05
