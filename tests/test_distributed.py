@@ -23,10 +23,11 @@ def torchrun(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def runs(tiny_model, tmp_path_factory):
-    """Each trainer for one iteration under torchrun with 2 ranks: (run folder, per-rank records, process)."""
+    """Each trainer for one iteration under torchrun with 2 ranks: (run folder, per-rank records, process). In fp32
+    unless asked: the checks compare each engine's log-probs with the policy's exactly."""
 
-    def run(script):
-        out = tmp_path_factory.mktemp(script.removesuffix(".py"))
+    def run(script, precision="fp32"):
+        out = tmp_path_factory.mktemp(script.removesuffix(".py") + precision)
         result = torchrun(
             "tests/distributed/run_trainer.py",
             str(out),
@@ -40,6 +41,8 @@ def runs(tiny_model, tmp_path_factory):
             "1",
             "--eval-size",
             "3",
+            "--precision",
+            precision,
         )
         assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-4000:])
         ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
@@ -94,6 +97,16 @@ def test_two_ranks_train_one_iteration_and_end_with_the_same_weights(script, run
     assert [t.double().sum().item() for t in saved.state_dict().values()] == pytest.approx(ranks[0]["policy"])
 
 
+def test_two_ranks_train_in_bf16(runs):
+    """The default precision under torchrun: bf16 autocast over FSDP2-sharded fp32 weights, bf16 engines. Both ranks
+    end with the same weights and engines, which hold the policy to within the kernels' gap."""
+    _, ranks, result = runs("ppo.py", "bf16")
+    assert ranks[0]["policy"] == ranks[1]["policy"] and ranks[0]["tokens"] == ranks[1]["tokens"]
+    for rank in ranks:
+        assert rank["engine_logprobs"] == pytest.approx(rank["policy_logprobs"], abs=0.05)
+    assert "iter 1/1 train_acc=" in result.stdout
+
+
 def test_a_two_rank_checkpoint_resumes_in_one_process(runs, tiny_model):
     run_dir, _, _ = runs("ppo.py")
     result = run_script(
@@ -103,6 +116,8 @@ def test_a_two_rank_checkpoint_resumes_in_one_process(runs, tiny_model):
         "--resume",
         str(run_dir),
         *TINY_FLAGS,
+        "--precision",
+        "fp32",
         "--num-iterations",
         "2",
         "--eval-size",

@@ -40,7 +40,7 @@ if __name__ == "__main__":
     minibatch = torch.randperm(len(responses), generator=generator)
     n_tokens = mask[minibatch].sum()
     for mb in rank_rows(minibatch).split(2):
-        logp, _ = response_logprobs(policy, input_ids[mb], attention_mask[mb], width, 1.0)
+        logp, _, _ = response_logprobs(policy, input_ids[mb], attention_mask[mb], width, 1.0)
         values = torch.zeros_like(logp)
         pg_loss, _, _ = ppo_losses(
             logp, old_logp[mb] - 0.1, advantages[mb], values, values, values, mask[mb], 0.2, 0.2, n_tokens

@@ -4,7 +4,7 @@
 
 The script runs as `__main__`; afterwards every rank writes OUT_DIR/rank<R>.json with per-tensor
 sums of its full (gathered) policy weights, a greedy continuation of a fixed prompt by its vLLM
-engine with the engine's log-probs, and the policy's log-probs of the same tokens.
+engine with the engine's log-probs, and the policy's log-probs of the same tokens (in the trainer's precision).
 """
 
 import json
@@ -40,7 +40,8 @@ if __name__ == "__main__":
     )
     tokens = list(sample.token_ids)
     engine_logprobs = [lp[t].logprob for t, lp in zip(tokens, sample.logprobs)]
-    with torch.no_grad():  # a collective forward pass under FSDP: every rank runs it on the same input
+    # a collective forward pass under FSDP (every rank runs it on the same input), in the trainer's precision
+    with torch.no_grad(), trainer["autocast"]:
         logits = trainer["policy"](input_ids=torch.tensor([PROMPT + tokens])).logits[0, len(PROMPT) - 1 : -1].float()
     policy_logprobs = torch.log_softmax(logits, -1).gather(-1, torch.tensor(tokens)[:, None]).squeeze(-1).tolist()
     record = {
