@@ -14,6 +14,7 @@ Under `torchrun --nproc_per_node N script.py` every process (rank) runs the whol
 Run as a plain `python script.py`, every function here is the identity (or a no-op).
 """
 
+import atexit
 import builtins
 import os
 from datetime import timedelta
@@ -45,6 +46,9 @@ def init_distributed(tensor_parallel_size: int = 1) -> tuple[int, int, torch.dev
     if cuda:
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(minutes=30))
+    # torn down at exit, after everything else: else gloo's threads may still run as the interpreter finalises and
+    # abort the process ("terminate called without an active exception"), now and then, after a finished run
+    atexit.register(lambda: dist.destroy_process_group() if dist.is_initialized() else None)
     rank, world_size = dist.get_rank(), dist.get_world_size()
     TORCHRUN, TENSOR_PARALLEL_SIZE = True, tensor_parallel_size
     if rank != 0:
