@@ -94,8 +94,8 @@ class Args:
     """Dr. GRPO: no division by the group's standard deviation; each completion's loss over a constant length"""
     max_grad_norm: float = 1.0
     """gradient-norm clipping threshold"""
-    precision: str = "bf16"
-    """bf16: bf16 compute (autocast) over fp32 master weights, beside a bf16 engine; fp32: all fp32, both sides"""
+    precision: str = "fp32"
+    """fp32: trainer and engine in fp32; bf16: bf16 autocast over fp32 weights beside a bf16 engine (papers: bf16)"""
     tis_cap: float = 2.0
     """truncated importance sampling: weight each token's policy loss by min(trainer / engine prob., this); 0: off"""
     eval_interval: int = 5
@@ -350,7 +350,9 @@ if __name__ == "__main__":
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)  # the same on every rank: the value head, for one, starts alike
     # bf16: forward and backward passes compute in bf16 over the fp32 weights (and fp32 optimiser state), as the
-    # engine, which holds the same weights rounded to bf16, generates; on a CPU with AMX as on a GPU
+    # engine, which holds the same weights rounded to bf16, generates; on a CPU with AMX as on a GPU. Not the default:
+    # the weights start on bf16's grid, and a step smaller than half a bf16 step leaves the bf16 policy unchanged, so
+    # a short run at a small learning rate barely moves it (the CPU default's 40 steps at 2e-6: README, Precision)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
 
     # data: every prompt tokenised once

@@ -38,7 +38,7 @@ class Completion:
 
 
 def start_engine(
-    model: str, seed: int, max_model_len: int, gpu_memory_utilization: float, precision: str = "bf16"
+    model: str, seed: int, max_model_len: int, gpu_memory_utilization: float, precision: str = "fp32"
 ) -> LLM:
     """An in-process vLLM engine for `model` with prefix caching on.
 
