@@ -2,12 +2,10 @@ r"""Datasets and prompts. Every example is `{"question": str, "answer": str}`, t
 the reference *final* answer (extracted once, at load time), as `grading.grade` expects.
 
 `--dataset` takes:
-- `arithmetic`: built in, generated from a seed, no download. Difficulty is the number of
-  digits of each operand and the number of operations. Measured solve rates of the default
-  model (`benchmarks/solve_rates.py`, 8 samples at temperature 1): one-digit, one-operation
-  questions 56% (some always solved, some never), one-digit two-operation 5%, two-digit
-  one-operation 4%, three-digit 0%. The default mix is one or two digits, one operation:
-  always, sometimes and never solved questions side by side.
+- `arithmetic`: built in, generated from a seed, no download: "What is 4 + 8 * 3?". Difficulty is the number of
+  digits of each operand and the number of operations; the default is one-digit operands, two operations, which the
+  two demonstrations solve one operation per line, so that completions have several steps for VinePPO to value
+  (README, "Datasets and grading", has the default model's measured solve rates and steps per completion).
 - `gsm8k`: `openai/gsm8k` (config `main`) through Hugging Face `datasets`.
 - `math`: Hendrycks MATH as the VinePPO and LILO papers split it (Lightman et al.'s split):
   train on the 12k problems of MATH's train and test sets that are not in MATH-500, test
@@ -55,18 +53,26 @@ HUB = {  # name -> split -> list of (path, config, split) whose rows are concate
         "test": [("HuggingFaceH4/MATH-500", None, "test")],
     },
 }
-# A one-shot demonstration for the built-in dataset, so that a 135M model answers in a
-# gradable form from the first iteration.
-FEWSHOT = {"arithmetic": [("What is 2 + 3?", "2 + 3 = 5. The answer is \\boxed{5}.")]}
+# Two demonstrations for the built-in dataset, written one operation per line, so that a 135M model answers in a
+# gradable form from the first iteration and in several steps: a line is a reasoning step to VinePPO (gsm8k split).
+FEWSHOT = {
+    "arithmetic": [
+        ("What is 3 + 4 * 2?", "First, 4 * 2 = 8.\nThen, 3 + 8 = 11.\nThe answer is \\boxed{11}."),
+        ("What is 6 * 3 - 5?", "First, 6 * 3 = 18.\nThen, 18 - 5 = 13.\nThe answer is \\boxed{13}."),
+    ]
+}
+# The default difficulty levels (digits per operand, operations), drawn uniformly; chosen from measured solve rates
+# (README, "Datasets and grading"): its pool holds always-, sometimes- and never-solved questions, in 3 steps.
+ARITHMETIC_LEVELS = ((1, 2),)
 
 
-def make_arithmetic(n: int, seed: int, max_digits: int = 2, max_ops: int = 1) -> list[dict]:
-    """`n` questions like "What is 47 + 8 * 3?", each of a random difficulty level
-    (digits per operand in 1..max_digits, operations in 1..max_ops); same seed, same list."""
+def make_arithmetic(n: int, seed: int, levels=ARITHMETIC_LEVELS) -> list[dict]:
+    """`n` questions like "What is 4 + 8 * 3?", each of a level (digits per operand, operations) drawn uniformly
+    from `levels`; same seed, same list."""
     rng = random.Random(seed)
     examples = []
     for _ in range(n):
-        digits, ops = rng.randint(1, max_digits), rng.randint(1, max_ops)
+        digits, ops = rng.choice(levels)
         terms = [str(rng.randint(10 ** (digits - 1), 10**digits - 1))]
         for _ in range(ops):
             terms += [rng.choice("+-*"), str(rng.randint(10 ** (digits - 1), 10**digits - 1))]

@@ -4,12 +4,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from transformers import AutoTokenizer
 
 from common import data
-from common.data import FEWSHOT, INSTRUCTION, build_prompt, load_split, make_arithmetic, to_example
+from common.data import ARITHMETIC_LEVELS, FEWSHOT, INSTRUCTION, build_prompt, load_split, make_arithmetic, to_example
+from common.steps import split_gsm8k
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,25 +51,43 @@ def test_evaluate_helper_respects_precedence():  # the checker itself must be ri
     assert evaluate("2 + 3 * 4") == 14 and evaluate("10 - 2 - 3") == 5 and evaluate("7 - 2 * 3 + 1") == 2
 
 
-def test_arithmetic_default_mix_is_one_or_two_digits_one_operation():
-    assert {e["level"] for e in make_arithmetic(200, seed=1)} == {"d1o1", "d2o1"}
+def test_arithmetic_default_mix_is_the_measured_one():
+    assert {e["level"] for e in make_arithmetic(200, seed=1)} == {f"d{d}o{o}" for d, o in ARITHMETIC_LEVELS}
 
 
 def test_arithmetic_level_matches_operands_and_op_count():
-    examples = make_arithmetic(1000, seed=1, max_digits=3, max_ops=2)
-    assert {e["level"] for e in examples} == {f"d{d}o{o}" for d in (1, 2, 3) for o in (1, 2)}
+    levels = [(d, o) for d in (1, 2, 3) for o in (1, 2)]
+    examples = make_arithmetic(1000, seed=1, levels=levels)
+    assert {e["level"] for e in examples} == {f"d{d}o{o}" for d, o in levels}
     for e in examples:
         operands, ops = operands_and_ops(e["question"])
         assert e["level"] == f"d{len(operands[0])}o{len(ops)}"
         assert {len(x) for x in operands} == {len(operands[0])} and set(ops) <= set("+-*")
 
 
-@pytest.mark.parametrize("max_digits,max_ops", [(1, 1), (2, 1), (1, 3), (4, 2)])
-def test_arithmetic_difficulty_knobs_bound_digits_and_ops(max_digits, max_ops):
-    examples = make_arithmetic(400, seed=2, max_digits=max_digits, max_ops=max_ops)
-    digits = {len(x) for e in examples for x in operands_and_ops(e["question"])[0]}
-    ops = {len(operands_and_ops(e["question"])[1]) for e in examples}
-    assert digits == set(range(1, max_digits + 1)) and ops == set(range(1, max_ops + 1))
+@pytest.mark.parametrize("levels", [[(1, 1)], [(2, 1), (1, 3)], [(4, 2), (1, 1), (1, 1)]])
+def test_arithmetic_levels_bound_digits_and_ops(levels):
+    examples = make_arithmetic(400, seed=2, levels=levels)
+    shapes = {(len(operands_and_ops(e["question"])[0][0]), len(operands_and_ops(e["question"])[1])) for e in examples}
+    assert shapes == set(levels)
+
+
+def test_arithmetic_levels_are_drawn_in_proportion_to_their_repeats():
+    examples = make_arithmetic(3000, seed=4, levels=[(1, 1), (1, 2), (1, 2)])
+    share = np.mean([e["level"] == "d1o2" for e in examples])
+    assert abs(share - 2 / 3) < 0.03, share
+
+
+def test_arithmetic_demonstrations_write_one_operation_per_line_and_are_right():
+    """The demonstrations teach the step format VinePPO values: one line per operation, then the boxed answer."""
+    for question, answer in FEWSHOT["arithmetic"]:
+        expression = question.removeprefix("What is ").removesuffix("?")
+        lines = answer.split("\n")
+        assert len(lines) == len(operands_and_ops(question)[1]) + 1 and len(split_gsm8k(answer)) == len(lines)
+        assert lines[-1] == f"The answer is \\boxed{{{evaluate(expression)}}}."
+        for line in lines[:-1]:  # each line one operation, computed right
+            left, right = line.split(", ", 1)[1].removesuffix(".").split(" = ")
+            assert len(operands_and_ops(f"What is {left}?")[1]) == 1 and evaluate(left) == int(right)
 
 
 def test_arithmetic_train_and_test_splits_use_disjoint_seeds():
@@ -267,21 +287,22 @@ def test_build_prompt_with_chat_template_has_question_instruction_and_fewshot(ti
     ids = build_prompt(tokenizer, question, "arithmetic")
     assert isinstance(ids, list) and all(isinstance(i, int) for i in ids)
     text = tokenizer.decode(ids)
-    ((shot_question, shot_answer),) = FEWSHOT["arithmetic"]
-    assert f"{shot_question} {INSTRUCTION}" in text and shot_answer in text
-    assert f"{question} {INSTRUCTION}" in text and text.index(shot_answer) < text.index(question)
+    assert len(FEWSHOT["arithmetic"]) == 2
+    for shot_question, shot_answer in FEWSHOT["arithmetic"]:
+        assert f"{shot_question} {INSTRUCTION}" in text and shot_answer in text
+        assert f"{question} {INSTRUCTION}" in text and text.index(shot_answer) < text.index(question)
+        hub_text = tokenizer.decode(build_prompt(tokenizer, question, "gsm8k"))  # no demonstration
+        assert shot_question not in hub_text and f"{question} {INSTRUCTION}" in hub_text
     assert text.endswith(generation_prompt(tokenizer))
-    hub_text = tokenizer.decode(build_prompt(tokenizer, question, "gsm8k"))  # no demonstration
-    assert shot_question not in hub_text and f"{question} {INSTRUCTION}" in hub_text
 
 
 def test_build_prompt_without_chat_template_is_plain_text(tiny_model):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     tokenizer.chat_template = None
-    ((shot_question, shot_answer),) = FEWSHOT["arithmetic"]
+    (q1, a1), (q2, a2) = FEWSHOT["arithmetic"]
     text = tokenizer.decode(build_prompt(tokenizer, "What is 17 + 25?", "arithmetic"), skip_special_tokens=True)
     assert text == (
-        f"Question: {shot_question} {INSTRUCTION}\nAnswer: {shot_answer}\n\n"
+        f"Question: {q1} {INSTRUCTION}\nAnswer: {a1}\n\nQuestion: {q2} {INSTRUCTION}\nAnswer: {a2}\n\n"
         f"Question: What is 17 + 25? {INSTRUCTION}\nAnswer:"
     )
     text = tokenizer.decode(build_prompt(tokenizer, "How many?", "gsm8k"), skip_special_tokens=True)
