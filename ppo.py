@@ -325,13 +325,22 @@ def ppo_losses(
 
 
 def evaluate(llm, subsets, max_new_tokens, writer, iteration):
-    """Greedy accuracy on each fixed subset of questions, logged as charts/<subset>_accuracy."""
+    """Greedy accuracy on each fixed subset of questions, logged as charts/<subset>_accuracy; each question's
+    completion and grade go to eval/<subset>_<iteration>.jsonl in the run folder (for paired comparisons)."""
     for name, examples in subsets.items():
         prompts = engine_share([e["prompt"] for e in examples])
         completions = gather_shares(generate(llm, prompts, n=1, temperature=0.0, top_p=1.0, max_tokens=max_new_tokens))
-        accuracy = float(np.mean([grade(c[0].text, e["answer"]) for c, e in zip(completions, examples)]))
+        correct = [grade(c[0].text, e["answer"]) for c, e in zip(completions, examples)]
+        accuracy = float(np.mean(correct))
         if writer:
             writer.add_scalar(f"charts/{name}_accuracy", accuracy, iteration)
+            rows = [
+                {"question": e["question"], "answer": e["answer"], "completion": c[0].text, "correct": right}
+                for e, c, right in zip(examples, completions, correct)
+            ]
+            (Path(writer.log_dir) / "eval").mkdir(exist_ok=True)
+            with open(Path(writer.log_dir) / "eval" / f"{name}_{iteration}.jsonl", "w") as f:
+                f.writelines(json.dumps(row) + "\n" for row in rows)
         print(f"iter {iteration} {name}_accuracy={accuracy:.3f}")
     llm.reset_prefix_cache()  # leave the engine as a resumed run finds it, for an exact resume
 

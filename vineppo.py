@@ -311,6 +311,16 @@ def lr_scale(step: int, total_steps: int, warmup_ratio: float, decay: bool) -> f
     return max(0.0, (total_steps - step) / max(1, total_steps - warmup)) if decay else 1.0
 
 
+def credit_assignment(step_values: list[list[float]], valued_states: list[int]) -> tuple[float, float]:
+    """What the Monte-Carlo values do beyond a per-question baseline, from each completion's V(s_0) ... V(s_m) and
+    its count of Monte-Carlo-valued states: the step advantages' standard deviation within a completion (mean over
+    completions of 2 steps or more), and the share of valued states after a step whose value differs from V(s_0).
+    Both are 0 when every step but the last has advantage 0 (a single step, or values that never move)."""
+    spreads = [np.std(np.diff(values)) for values in step_values if len(values) > 2]
+    moved = [abs(v[k] - v[0]) > 1e-9 for v, valued in zip(step_values, valued_states) for k in range(1, valued)]
+    return float(np.mean(spreads)) if spreads else 0.0, float(np.mean(moved)) if moved else 0.0
+
+
 def mc_values(llm, prefixes: dict, args: Args) -> dict:
     """V(prefix): the mean reward of K = `args.mc_rollouts` completions sampled from it, every prefix in one vLLM
     call (prefix caching shares the prompt's work). `prefixes` maps prompt + response prefix token ids to
@@ -345,13 +355,22 @@ def ppo_loss(logp, old_logp, advantages, mask, clip, n_tokens, tis_weight=1.0):
 
 
 def evaluate(llm, subsets, max_new_tokens, writer, iteration):
-    """Greedy accuracy on each fixed subset of questions, logged as charts/<subset>_accuracy."""
+    """Greedy accuracy on each fixed subset of questions, logged as charts/<subset>_accuracy; each question's
+    completion and grade go to eval/<subset>_<iteration>.jsonl in the run folder (for paired comparisons)."""
     for name, examples in subsets.items():
         prompts = engine_share([e["prompt"] for e in examples])
         completions = gather_shares(generate(llm, prompts, n=1, temperature=0.0, top_p=1.0, max_tokens=max_new_tokens))
-        accuracy = float(np.mean([grade(c[0].text, e["answer"]) for c, e in zip(completions, examples)]))
+        correct = [grade(c[0].text, e["answer"]) for c, e in zip(completions, examples)]
+        accuracy = float(np.mean(correct))
         if writer:
             writer.add_scalar(f"charts/{name}_accuracy", accuracy, iteration)
+            rows = [
+                {"question": e["question"], "answer": e["answer"], "completion": c[0].text, "correct": right}
+                for e, c, right in zip(examples, completions, correct)
+            ]
+            (Path(writer.log_dir) / "eval").mkdir(exist_ok=True)
+            with open(Path(writer.log_dir) / "eval" / f"{name}_{iteration}.jsonl", "w") as f:
+                f.writelines(json.dumps(row) + "\n" for row in rows)
         print(f"iter {iteration} {name}_accuracy={accuracy:.3f}")
     llm.reset_prefix_cache()  # leave the engine as a resumed run finds it, for an exact resume
 
@@ -532,10 +551,13 @@ if __name__ == "__main__":
                 prefixes.setdefault(tuple(prompt + response[:end]), (answer, end, tokenizer.decode(response[:end])))
         values = mc_values(llm, prefixes, args)
         advantages = torch.zeros_like(mask)
+        all_step_values = []
         for j, (prompt, response, ends, states) in enumerate(zip(prompts, responses, step_ends, value_states)):
             estimates = [values[tuple(prompt + response[:end])] for end in states]
             step_values = backfill_values(estimates, rewards_seq[j].item(), len(ends))
             advantages[j, : len(response)] = step_advantages(ends, step_values, len(response)).to(device)
+            all_step_values.append(step_values)
+        step_spread, value_moved_share = credit_assignment(all_step_values, [len(states) for states in value_states])
         t_mc = time.perf_counter()
 
         # 5. policy update: clipped PPO over a few epochs of minibatches
@@ -610,6 +632,8 @@ if __name__ == "__main__":
             "charts/learning_rate": policy_optimizer.param_groups[0]["lr"],
             "charts/steps_per_completion": float(np.mean([len(e) for e in step_ends])),
             "charts/mc_completions": len(prefixes) * args.mc_rollouts,
+            "charts/step_advantage_spread": step_spread,
+            "charts/value_moved_share": value_moved_share,
             "time/generation": t_generated - t_start,
             "time/logprobs": t_logprobs - t_generated,
             "time/mc_rollouts": t_mc - t_logprobs,

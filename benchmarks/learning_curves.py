@@ -1,42 +1,94 @@
-"""Learning curves of the four trainers, several seeds each: per-run CSVs, plots and a summary table.
+"""Learning curves of the trainers and their compute-matched baselines, several seeds each: per-run CSVs, plots with
+95% interval bands, and a summary with intervals, paired differences and p-values.
 
 Run from the repository root: python benchmarks/learning_curves.py
-Every (trainer, seed) run goes through the trainer's own command line (same Args for all but
-the seed) and its tensorboard scalars become docs/results/<trainer>__seed<S>.csv, one row per
-iteration. A run whose CSV is complete is skipped and a run killed midway resumes from its last
-checkpoint, so a stopped invocation continues where it stopped and a later one can add seeds.
-Then it draws docs/results/*.png and writes docs/results/summary.md (also printed).
---plot-only redraws from the CSVs without training.
+Every (configuration, seed) run goes through the trainer's own command line (same Args for all but the seed and the
+configuration's own flags). Its tensorboard scalars become <results-dir>/<configuration>__seed<S>.csv, one row per
+iteration, and its held-out evaluations' per-question grades <configuration>__seed<S>__test.csv. A run whose CSVs
+are complete is skipped and a run killed midway resumes from its last checkpoint, so a stopped invocation continues
+where it stopped and a later one can add seeds. Then it draws <results-dir>/*.png and writes summary.md (also
+printed). --plot-only redraws from the CSVs without training.
 """
 
 import argparse
+import json
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from conftest import read_scalars  # noqa: E402
 
-TRAINERS = ["ppo", "vineppo", "lilo_ppo", "lilo_vineppo"]  # the default set; --trainers adds the GRPO pair
-ALL_TRAINERS = [*TRAINERS, "grpo", "lilo_grpo"]
+LILO_OVERSAMPLE = 4  # the LILO trainers' --oversample default: their pool is this many times the questions trained on
+# configuration -> (trainer script, its own flags). A *_matched configuration is the base trainer on all of a pool
+# as large as LILO's, generating as many completions per iteration as the LILO trainer (the compute-matched baseline
+# of the LILO authors' fork): `questions` x LILO_OVERSAMPLE questions per iteration, trained on, with as many more
+# optimiser steps. It does not match VinePPO's Monte-Carlo rollouts, which LILO runs for the kept questions only.
+CONFIGS = {
+    "ppo": ("ppo", []),
+    "vineppo": ("vineppo", []),
+    "lilo_ppo": ("lilo_ppo", []),
+    "lilo_vineppo": ("lilo_vineppo", []),
+    "ppo_matched": ("ppo", ["matched"]),
+    "vineppo_matched": ("vineppo", ["matched"]),
+    "grpo": ("grpo", []),
+    "lilo_grpo": ("lilo_grpo", []),
+    "grpo_matched": ("grpo", ["matched"]),
+}
+DEFAULT_CONFIGS = ["ppo", "vineppo", "lilo_ppo", "lilo_vineppo", "ppo_matched", "vineppo_matched"]
+# (configuration, its base, what differs): the paired differences the summary reports, when both have run
+COMPARISONS = [
+    ("vineppo", "ppo", "Monte-Carlo values instead of a value network"),
+    ("lilo_ppo", "ppo", "learnability sampling, with 4x the generation"),
+    ("lilo_ppo", "ppo_matched", "learnability sampling at equal generation"),
+    ("ppo_matched", "ppo", "4x the questions per iteration"),
+    ("lilo_vineppo", "vineppo", "learnability sampling, with 4x the generation"),
+    ("lilo_vineppo", "vineppo_matched", "learnability sampling at equal generation"),
+    ("vineppo_matched", "vineppo", "4x the questions per iteration"),
+    ("grpo", "ppo", "group baseline instead of a value network"),
+    ("lilo_grpo", "grpo", "learnability sampling, with 4x the generation"),
+    ("lilo_grpo", "grpo_matched", "learnability sampling at equal generation"),
+    ("grpo_matched", "grpo", "4x the questions per iteration"),
+]
 COLORS = {"ppo": "tab:blue", "vineppo": "tab:orange", "lilo_ppo": "tab:green", "lilo_vineppo": "tab:red",
           "grpo": "tab:purple", "lilo_grpo": "tab:brown"}  # fmt: skip
 
 
-def run_to_csv(trainer: str, seed: int, args, csv_path: Path) -> None:
-    """Train one (trainer, seed), resuming its last checkpoint if an earlier attempt was killed."""
-    output_dir = ROOT / args.runs_dir / f"{trainer}__seed{seed}"
+def color_and_style(config: str) -> tuple[str, str]:
+    """A compute-matched baseline: its base trainer's colour, dashed."""
+    base = config.removesuffix("_matched")
+    return COLORS[base], "--" if config != base else "-"
+
+
+def config_flags(config: str, trainer_args: str) -> list[str]:
+    """The configuration's own flags; "matched" becomes LILO's pool size as --questions-per-iteration."""
+    flags = []
+    for flag in CONFIGS[config][1]:
+        if flag == "matched":
+            given = re.search(r"--questions-per-iteration[ =](\d+)", trainer_args)
+            flags += ["--questions-per-iteration", str((int(given.group(1)) if given else 4) * LILO_OVERSAMPLE)]
+        else:
+            flags.append(flag)
+    return flags
+
+
+def run_to_csv(config: str, seed: int, args, csv_path: Path) -> None:
+    """Train one (configuration, seed), resuming its last checkpoint if an earlier attempt was killed."""
+    output_dir = ROOT / args.runs_dir / f"{config}__seed{seed}"
     previous = sorted(output_dir.glob("*/checkpoint"))
     flags = ["--resume", str(previous[-1].parent)] if previous else ["--output-dir", str(output_dir)]
     command = [
         sys.executable,
-        f"{trainer}.py",
+        f"{CONFIGS[config][0]}.py",
         "--seed",
         str(seed),
         "--num-iterations",
@@ -49,6 +101,7 @@ def run_to_csv(trainer: str, seed: int, args, csv_path: Path) -> None:
         str(args.eval_interval),
         *flags,
         *args.trainer_args.split(),
+        *config_flags(config, args.trainer_args),
     ]
     print(f"running: {' '.join(command)}", flush=True)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -61,35 +114,104 @@ def run_to_csv(trainer: str, seed: int, args, csv_path: Path) -> None:
             except KeyboardInterrupt:
                 print("interrupted: waiting for the trainer's checkpoint (Ctrl-C again: at once)", flush=True)
     if returncode in (128 + signal.SIGINT, 128 + signal.SIGTERM):
-        sys.exit(f"stopped: {trainer} seed {seed} saved a checkpoint; run the same command again to resume")
+        sys.exit(f"stopped: {config} seed {seed} saved a checkpoint; run the same command again to resume")
     if returncode:
-        sys.exit(f"error: {trainer} seed {seed} failed; see {output_dir / 'stdout.log'}")
+        sys.exit(f"error: {config} seed {seed} failed; see {output_dir / 'stdout.log'}")
     run_dir = max((d for d in output_dir.iterdir() if d.is_dir()), key=lambda d: d.stat().st_mtime)
     scalars = read_scalars(run_dir)  # a resumed run logs some iterations twice: the later value wins
     table = pd.DataFrame({tag: pd.Series(dict(points)) for tag, points in scalars.items()}).sort_index()
     table.index.name = "iteration"
     table.insert(0, "train_minutes", table["time/iteration"].fillna(0).cumsum() / 60)
     table.insert(0, "seed", seed)
-    table.insert(0, "trainer", trainer)
+    table.insert(0, "trainer", config)
+    run_args = json.loads((run_dir / "args.json").read_text())
+    table["completions_per_iteration"] = run_args["questions_per_iteration"] * run_args["completions_per_question"]
+    grades = [
+        {"iteration": int(path.stem.split("_")[-1]), "question": row["question"], "correct": int(row["correct"])}
+        for path in (run_dir / "eval").glob("test_*.jsonl")
+        for row in map(json.loads, path.read_text().splitlines())
+    ]
+    pd.DataFrame(grades).sort_values("iteration", kind="stable").to_csv(test_csv(csv_path), index=False)
     table.to_csv(csv_path)
-    shutil.rmtree(run_dir / "checkpoint")  # gigabytes; the run is complete and its CSV written
+    shutil.rmtree(run_dir / "checkpoint")  # gigabytes; the run is complete and its CSVs written
+
+
+def test_csv(csv_path: Path) -> Path:
+    return csv_path.with_name(csv_path.stem + "__test.csv")
 
 
 def is_complete(csv_path: Path, iterations: int) -> bool:
-    if not csv_path.exists():
+    if not csv_path.exists() or not test_csv(csv_path).exists():
         return False
     table = pd.read_csv(csv_path, index_col="iteration")
     return iterations in table.index and not np.isnan(table.loc[iterations, "charts/test_accuracy"])
 
 
+# ---------------------------------------------------------------------------------------------------- statistics
+
+
+def mean_interval(values) -> tuple[float, float, float]:
+    """Mean and its 95% Student-t interval over independent runs (seeds); the interval is nan under 2 runs."""
+    values = np.asarray(values, dtype=float)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, float("nan"), float("nan")
+    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
+def paired_difference(correct: dict, base: dict, resamples: int = 10_000, rng_seed: int = 0) -> dict:
+    """Accuracy difference between two configurations trained on the same seeds, graded on the same questions.
+
+    `correct[s]` and `base[s]` are 0/1 grades of seed s's test questions, in the same order. The 95% interval is a
+    two-level bootstrap: seeds resampled, then each drawn seed's questions (pairs kept together); the p-value is a
+    paired t-test of the seeds' differences (two-sided): each seed has its own questions, so the seeds' differences
+    are independent and carry both the training and the question sampling's noise."""
+    seeds = sorted(set(correct) & set(base))
+    pairs = [(np.asarray(correct[s]), np.asarray(base[s])) for s in seeds]
+    if any(a.shape != b.shape or not set(np.unique(np.r_[a, b])) <= {0, 1} for a, b in pairs):
+        raise ValueError("paired_difference needs 0/1 grades of the same questions for both configurations")
+    per_question = [a.astype(int) - b.astype(int) for a, b in pairs]
+    diffs = np.array([d.mean() for d in per_question])
+    rng = np.random.default_rng(rng_seed)
+    # a resample of a seed's questions has the mean (#(+1) - #(-1)) / n: multinomial counts of -1, 0 and +1
+    means = np.stack(
+        [
+            (lambda counts, n: (counts[..., 2] - counts[..., 0]) / n)(
+                rng.multinomial(len(d), [np.mean(d == v) for v in (-1, 0, 1)], size=(resamples, len(seeds))), len(d)
+            )
+            for d in per_question
+        ]
+    )  # seed, resample, slot
+    drawn = rng.integers(len(seeds), size=(resamples, len(seeds)))
+    boot = means[drawn, np.arange(resamples)[:, None], np.arange(len(seeds))].mean(1)
+    with warnings.catch_warnings():  # identical differences on every seed: no variance, no t statistic
+        warnings.simplefilter("ignore")
+        p = float(stats.ttest_1samp(diffs, 0.0).pvalue) if len(seeds) > 1 else float("nan")
+    low, high = np.percentile(boot, [2.5, 97.5])
+    return {"difference": float(diffs.mean()), "low": float(low), "high": float(high), "p": p, "seeds": len(seeds)}
+
+
+def iterations_to_reach(table: pd.DataFrame, base: pd.DataFrame) -> dict:
+    """Per seed both ran: the first evaluated iteration at which `table`'s held-out accuracy reaches the final
+    accuracy of `base` on the same seed; None if it never does."""
+    reached = {}
+    for seed in sorted(set(table["seed"]) & set(base["seed"])):
+        base_curve = base.loc[base["seed"] == seed, "charts/test_accuracy"].dropna()
+        curve = table.loc[table["seed"] == seed, "charts/test_accuracy"].dropna()
+        hits = curve.index[curve >= base_curve.loc[base_curve.index.max()] - 1e-9]
+        reached[seed] = int(hits[0]) if len(hits) else None
+    return reached
+
+
 def band(ax, table: pd.DataFrame, x: str, y: str, label: str, color: str, style: str = "-") -> None:
-    """Mean over seeds as a line, min..max over seeds as a shaded band."""
+    """Mean over seeds as a line, its 95% interval over seeds (mean_interval) as a shaded band."""
     points = table.reset_index().dropna(subset=[y]).groupby("iteration")
-    mean, low, high, xs = points[y].mean(), points[y].min(), points[y].max(), points[x].mean()
-    ax.plot(
-        xs, mean, style, color=color, label=label, marker="o" if y == "charts/test_accuracy" else None, markersize=3
-    )
-    ax.fill_between(xs, low, high, color=color, alpha=0.15)
+    intervals = points[y].apply(lambda v: pd.Series(mean_interval(v), index=["mean", "low", "high"])).unstack()
+    xs = points[x].mean()
+    marker = "o" if y == "charts/test_accuracy" else None
+    ax.plot(xs, intervals["mean"], style, color=color, label=label, marker=marker, markersize=3)
+    ax.fill_between(xs, intervals["low"], intervals["high"], color=color, alpha=0.12)
 
 
 def smoothed(table: pd.DataFrame, column: str, window: int = 5) -> pd.Series:
@@ -105,49 +227,45 @@ def plot(tables: dict[str, pd.DataFrame], out: Path) -> None:
 
     seeds = max(t["seed"].nunique() for t in tables.values())
     subset = "charts/train_subset_accuracy"
-    with_subset = {trainer: table.dropna(subset=[subset]) for trainer, table in tables.items() if subset in table}
-    fig, axes = plt.subplots(1, 3 if with_subset else 2, figsize=(16 if with_subset else 11, 4), sharey=True)
-    for trainer, table in tables.items():
-        band(axes[0], table, "iteration", "charts/test_accuracy", trainer, COLORS[trainer])
-        band(axes[1], table, "train_minutes", "charts/test_accuracy", trainer, COLORS[trainer])
+    with_subset = {config: table.dropna(subset=[subset]) for config, table in tables.items() if subset in table}
+    fig, axes = plt.subplots(1, 3 if with_subset else 2, figsize=(17 if with_subset else 11, 4.5), sharey=True)
+    for config, table in tables.items():
+        color, style = color_and_style(config)
+        band(axes[0], table, "iteration", "charts/test_accuracy", config, color, style)
+        band(axes[1], table, "train_minutes", "charts/test_accuracy", config, color, style)
     axes[0].set(
         xlabel="iteration",
         ylabel="accuracy (greedy)",
-        title=f"held-out test accuracy, mean and range over {seeds} seeds",
+        title=f"held-out test accuracy: mean, 95% interval over seeds (up to {seeds})",
     )
     axes[1].set(xlabel="training wall-clock (minutes, evaluation excluded)", title="the same against time")
-    for trainer, table in with_subset.items():
-        band(axes[2], table, "iteration", subset, f"{trainer} (seeds: {table['seed'].nunique()})", COLORS[trainer])
+    for config, table in with_subset.items():
+        color, style = color_and_style(config)
+        band(axes[2], table, "iteration", subset, f"{config} (seeds: {table['seed'].nunique()})", color, style)
     if with_subset:
         axes[2].set(xlabel="iteration", title="fixed subset of training questions")
         axes[2].legend(fontsize=8)
-    axes[0].legend()
+    axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "test_accuracy.png", dpi=120)
 
-    fig, ax = plt.subplots(figsize=(9, 4))
-    for trainer, table in tables.items():
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    for config, table in tables.items():
+        color, style = color_and_style(config)
         table = table.assign(zero=table["charts/all_correct_share"] + table["charts/all_wrong_share"])
         table = table.assign(zero=smoothed(table, "zero"))
-        sampling = "learnability" if trainer.startswith("lilo") else "uniform"
-        band(ax, table, "iteration", "zero", f"{trainer}: trained ({sampling})", COLORS[trainer])
+        sampling = "learnability" if config.startswith("lilo") else "uniform"
+        band(ax, table, "iteration", "zero", f"{config}: trained ({sampling})", color, style)
         if "charts/pool_all_correct_share" in table:
             pool = table.assign(zero=table["charts/pool_all_correct_share"] + table["charts/pool_all_wrong_share"])
-            band(
-                ax,
-                pool.assign(zero=smoothed(pool, "zero")),
-                "iteration",
-                "zero",
-                f"{trainer}: candidate pool (uniform)",
-                COLORS[trainer],
-                "--",
-            )
+            pool = pool.assign(zero=smoothed(pool, "zero"))
+            band(ax, pool, "iteration", "zero", f"{config}: candidate pool (uniform)", color, ":")
     ax.set(
         xlabel="iteration",
         ylabel="share of questions",
         ylim=(0, 1),
         title="questions whose completions were all right or all wrong (no learning signal)\n"
-        "mean of the last 5 iterations; band: range over seeds",
+        "mean of the last 5 iterations; band: 95% interval over seeds",
     )
     ax.legend(fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.tight_layout()
@@ -155,82 +273,148 @@ def plot(tables: dict[str, pd.DataFrame], out: Path) -> None:
 
     if not any("charts/batch_learnability" in table for table in tables.values()):
         return
-    fig, ax = plt.subplots(figsize=(9, 4))
-    for trainer, table in tables.items():
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    for config, table in tables.items():
         if "charts/batch_learnability" in table:
             for column, label, style in [
                 ("charts/batch_learnability", "trained batch", "-"),
                 ("charts/pool_learnability", "candidate pool", "--"),
             ]:
-                band(
-                    ax,
-                    table.assign(y=smoothed(table, column)),
-                    "iteration",
-                    "y",
-                    f"{trainer}: {label}",
-                    COLORS[trainer],
-                    style,
-                )
+                smooth = table.assign(y=smoothed(table, column))
+                band(ax, smooth, "iteration", "y", f"{config}: {label}", color_and_style(config)[0], style)
     ax.set(
         xlabel="iteration",
         ylabel="mean p(1-p)",
         ylim=(0, 0.26),
         title="learnability p(1-p) of the trained questions vs the pool they were picked from\n"
-        "mean of the last 5 iterations; band: range over seeds",
+        "mean of the last 5 iterations; band: 95% interval over seeds",
     )
     ax.legend(fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.tight_layout()
     fig.savefig(out / "learnability.png", dpi=120)
 
 
-def summary(tables: dict[str, pd.DataFrame]) -> str:
-    """Markdown table: accuracy, signal, speed, and iterations to reach PPO's final accuracy."""
+def interval_text(values, digits: int = 3, percent: bool = False) -> str:
+    """The mean and its interval (mean_interval) as "mean [low, high]", or the mean alone for one seed."""
+    mean, low, high = mean_interval(values)
+    f = (lambda v: f"{v:.1%}") if percent else (lambda v: f"{v:.{digits}f}")
+    return f"{f(mean)} [{f(low)}, {f(high)}]" if np.isfinite(low) else f(mean)
 
-    def mean_curve(table):
-        return table["charts/test_accuracy"].dropna().groupby(level=0).mean()
 
-    baseline = mean_curve(tables["ppo"]).iloc[-1] if "ppo" in tables else None
+def per_seed(table: pd.DataFrame, column: str, how: str = "mean") -> pd.Series:
+    """One value per seed: the mean over iterations >= 1, or the value at the last iteration."""
+    logged = table.loc[table.index > 0].dropna(subset=[column]) if how == "mean" else table.dropna(subset=[column])
+    if how == "mean":
+        return logged.groupby("seed")[column].mean()
+    return logged.loc[logged.index == logged.index.max()].set_index("seed")[column]
+
+
+def test_grades(out: Path, config: str, iteration: int) -> dict:
+    """seed -> 0/1 grades of its test questions at `iteration`, in question order, from the __test.csv files."""
+    grades = {}
+    for path in out.glob(f"{config}__seed*__test.csv"):
+        seed = int(re.fullmatch(rf"{re.escape(config)}__seed(\d+)__test", path.stem).group(1))
+        rows = pd.read_csv(path)
+        rows = rows[rows["iteration"] == iteration]
+        if len(rows):
+            grades[seed] = (rows["question"].tolist(), rows["correct"].to_numpy())
+    return grades
+
+
+def summary(tables: dict[str, pd.DataFrame], out: Path) -> str:
+    """Markdown: final accuracy with intervals; paired differences with intervals and p-values; VinePPO's steps."""
     lines = [
-        "| trainer | seeds | test acc. start | test acc. end (per seed) | train-subset acc. start → end (seeds) "
-        "| rollout acc. 1st / 2nd half of iterations | zero-variance share | s / iteration (median) "
-        "| iterations to PPO's final |",
-        "|-|-|-|-|-|-|-|-|-|",
+        "## Final held-out accuracy",
+        "",
+        "Mean over seeds with a 95% Student-t interval in brackets. Zero-variance share: trained questions whose "
+        "completions were all right or all wrong (no learning signal), mean over iterations.",
+        "",
+        "| configuration | seeds | iterations | test acc. start | test acc. end [95% CI] | per seed "
+        "| train-subset acc. start → end | zero-variance share [95% CI] | completions generated / trained "
+        "per iteration | s / iteration (median) |",
+        "|-|-|-|-|-|-|-|-|-|-|",
     ]
-    for trainer, table in tables.items():
-        curve, last = mean_curve(table), table.index.max()
-        finals = table.loc[table.index == last].set_index("seed")["charts/test_accuracy"]
-        train = table.loc[table.index > 0, "charts/train_accuracy"]
-        half = last // 2
-        zero = (table["charts/all_correct_share"] + table["charts/all_wrong_share"]).loc[table.index > 0].mean()
-        if "charts/pool_all_correct_share" in table:
-            pool = (
-                (table["charts/pool_all_correct_share"] + table["charts/pool_all_wrong_share"])
-                .loc[table.index > 0]
-                .mean()
-            )
-            zero = f"{zero:.1%} (pool {pool:.1%})"
-        else:
-            zero = f"{zero:.1%}"
-        reached = curve[curve >= baseline - 1e-9].index if baseline is not None else []
+    for config, table in tables.items():
+        finals = per_seed(table, "charts/test_accuracy", "last")
+        starts = table.loc[table.index == 0, "charts/test_accuracy"]
         subset = "not logged"  # by runs older than the metric
         if "charts/train_subset_accuracy" in table and table["charts/train_subset_accuracy"].notna().any():
             logged = table.dropna(subset=["charts/train_subset_accuracy"])
             subset_curve = logged["charts/train_subset_accuracy"].groupby(level=0).mean()
-            subset = f"{subset_curve.iloc[0]:.3f} → {subset_curve.iloc[-1]:.3f} ({logged['seed'].nunique()})"
-        per_seed = ", ".join(f"{v:.2f}" for v in finals)
-        seconds = table.loc[table.index > 0, "time/iteration"].median()
+            subset = f"{subset_curve.iloc[0]:.3f} → {subset_curve.iloc[-1]:.3f}"
+        zero = per_seed(table.assign(zero=table["charts/all_correct_share"] + table["charts/all_wrong_share"]), "zero")
+        volume = "not logged"
+        if "completions_per_iteration" in table:  # the base trainers generate what they train on
+            trained = table.loc[table.index > 0].get("charts/completions_trained", table["completions_per_iteration"])
+            generated = table.loc[table.index > 0].get("charts/completions_generated", trained)
+            volume = f"{generated.mean():.0f} / {trained.mean():.0f}"
         lines.append(
-            f"| {trainer} | {table['seed'].nunique()} | {curve.iloc[0]:.3f} | {finals.mean():.3f} ({per_seed}) "
-            f"| {subset} | {train[train.index <= half].mean():.3f} / {train[train.index > half].mean():.3f} | {zero} "
-            f"| {seconds:.1f} | {reached[0] if len(reached) else 'not reached'} |"
+            f"| {config} | {table['seed'].nunique()} | {table.index.max()} | {starts.mean():.3f} "
+            f"| {interval_text(finals)} | {', '.join(f'{v:.3f}' for v in finals)} | {subset} "
+            f"| {interval_text(zero, percent=True)} | {volume} "
+            f"| {table.loc[table.index > 0, 'time/iteration'].median():.1f} |"
         )
+    comparisons = [(a, b, what) for a, b, what in COMPARISONS if a in tables and b in tables]
+    if comparisons:
+        lines += [
+            "",
+            "## Paired differences in final held-out accuracy",
+            "",
+            "Each seed trains both configurations and grades them on the same test questions (its own, as the seed "
+            "generates them). Difference: mean over seeds, in accuracy points ×100; 95% interval: a two-level "
+            "bootstrap (10,000 resamples of the seeds, then of each drawn seed's questions); p: a two-sided paired "
+            "t-test over the seeds' differences. Iterations to reach: the first evaluated iteration at which the "
+            "configuration reaches its base's final accuracy on the same seed.",
+            "",
+            "| configuration − base | what differs | seeds | difference [95% bootstrap CI] | p | iterations to "
+            "reach the base's final acc.: median (range), seeds that reached it |",
+            "|-|-|-|-|-|-|",
+        ]
+    for config, base, what in comparisons:
+        last = min(tables[config].index.max(), tables[base].index.max())
+        a, b = test_grades(out, config, last), test_grades(out, base, last)
+        for seed in set(a) & set(b):
+            if a[seed][0] != b[seed][0]:
+                raise SystemExit(f"error: {config} and {base} seed {seed} were graded on different test questions")
+        if not set(a) & set(b):
+            continue
+        d = paired_difference({s: g for s, (_, g) in a.items()}, {s: g for s, (_, g) in b.items()})
+        reached = iterations_to_reach(tables[config], tables[base])
+        hits = [v for v in reached.values() if v is not None]
+        when = f"{np.median(hits):.0f} ({min(hits)}-{max(hits)}), {len(hits)}/{len(reached)}" if hits else "none"
+        interval = f"[{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
+        lines.append(
+            f"| {config} − {base} | {what} | {d['seeds']} | {100 * d['difference']:+.1f} {interval} "
+            f"| {d['p']:.3f} | {when} |"
+        )
+    vine = [c for c in tables if "charts/step_advantage_spread" in tables[c]]
+    if vine:
+        lines += [
+            "",
+            "## Credit assignment (VinePPO)",
+            "",
+            "Means over iterations, then a 95% interval over seeds. Step advantage spread: the standard deviation of "
+            "a completion's step advantages V(s_k+1) - V(s_k) (completions of 2 steps or more); both it and the share "
+            "of moved values are 0 when the Monte-Carlo values add nothing to a per-question baseline.",
+            "",
+            "| configuration | steps per completion | step advantage spread | valued states after a step whose "
+            "value differs from V(s_0) |",
+            "|-|-|-|-|",
+        ]
+        for config in vine:
+            t = tables[config]
+            lines.append(
+                f"| {config} | {interval_text(per_seed(t, 'charts/steps_per_completion'), 2)} "
+                f"| {interval_text(per_seed(t, 'charts/step_advantage_spread'))} "
+                f"| {interval_text(per_seed(t, 'charts/value_moved_share'), percent=True)} |"
+            )
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trainers", nargs="+", default=TRAINERS, choices=ALL_TRAINERS)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--configs", "--trainers", nargs="+", default=DEFAULT_CONFIGS, choices=list(CONFIGS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5])
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--eval-interval", type=int, default=4, help="also the checkpoint interval")
     parser.add_argument("--eval-size", type=int, default=200)
@@ -248,19 +432,19 @@ if __name__ == "__main__":
     out = ROOT / args.results_dir
     out.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:  # seed-major: a stopped invocation leaves whole seeds behind
-        for trainer in args.trainers:
-            csv_path = out / f"{trainer}__seed{seed}.csv"
+        for config in args.configs:
+            csv_path = out / f"{config}__seed{seed}.csv"
             if args.plot_only or is_complete(csv_path, args.iterations):
                 continue
-            run_to_csv(trainer, seed, args, csv_path)
+            run_to_csv(config, seed, args, csv_path)
     tables = {}
-    for trainer in args.trainers:
-        csvs = sorted(out.glob(f"{trainer}__seed*.csv"))
+    for config in args.configs:
+        csvs = sorted(p for p in out.glob(f"{config}__seed*.csv") if re.fullmatch(rf"{config}__seed\d+", p.stem))
         if csvs:
-            tables[trainer] = pd.concat(pd.read_csv(c, index_col="iteration") for c in csvs)
+            tables[config] = pd.concat(pd.read_csv(c, index_col="iteration") for c in csvs)
     if not tables:
         sys.exit(f"error: no CSVs in {out}; run without --plot-only first")
     plot(tables, out)
-    table = summary(tables)
+    table = summary(tables, out)
     (out / "summary.md").write_text(table + "\n")
     print(table)

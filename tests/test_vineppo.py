@@ -149,6 +149,8 @@ def test_end_to_end_logs_metrics_and_checkpoints(vineppo_run, tiny_model):
             "charts/kl",
             "charts/mc_completions",
             "charts/steps_per_completion",
+            "charts/step_advantage_spread",
+            "charts/value_moved_share",
             "losses/policy_loss",
             "losses/entropy",
             "time/mc_rollouts",
@@ -172,6 +174,21 @@ def test_max_value_steps_0_estimates_the_prompt_alone(tiny_model, tmp_path):
     run_dir, _ = train("vineppo.py", tiny_model, tmp_path, "--num-iterations", "1", *TINY_RUN, "--max-value-steps", "0")
     scalars = read_scalars(run_dir)
     assert [v for _, v in scalars["charts/mc_completions"]] == [4.0]
+
+
+@pytest.mark.parametrize("module", [vineppo, lilo_vineppo])
+def test_credit_assignment_by_hand(module):
+    """Step advantages' spread within completions of 2+ steps, and the share of valued states after a step whose
+    value left V(s_0); a backfilled state (past --max-value-steps) or a one-step completion counts in neither."""
+    step_values = [
+        [0.5, 0.5, 1.0],  # advantages 0, 0.5: std 0.25; s_1 valued and equal to V(s_0)
+        [0.25, 0.75, 0.75, 0.75],  # advantages 0.5, 0, 0: std 0.2357; s_1 moved, s_2 moved, s_3 backfilled
+        [0.5, 0.0],  # one step: no spread, no state after a step
+    ]
+    spread, moved = module.credit_assignment(step_values, [2, 3, 1])
+    assert spread == pytest.approx((0.25 + (2**0.5) / 6) / 2) and moved == pytest.approx(2 / 3)
+    assert module.credit_assignment([[0.5, 0.5, 0.5, 1.0]], [3]) == (pytest.approx(0.2357, abs=1e-4), 0.0)
+    assert module.credit_assignment([[0.5, 1.0], [0.0, 0.0]], [1, 1]) == (0.0, 0.0)  # single steps: a baseline
 
 
 def test_check_args_rejects_unknown_step_rules():

@@ -1,0 +1,119 @@
+"""benchmarks/learning_curves.py: its statistics on crafted data, then a short real run of three configurations."""
+
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import ROOT, TINY_FLAGS
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import learning_curves as lc  # noqa: E402
+
+
+def test_mean_interval_is_the_student_t_interval():
+    mean, low, high = lc.mean_interval([0.4, 0.5, 0.6, 0.5, 0.5])
+    half = 2.7764451 * np.sqrt(0.02 / 4) / np.sqrt(5)  # t(0.975, 4 degrees of freedom) x standard error
+    assert mean == pytest.approx(0.5) and (low, high) == (pytest.approx(0.5 - half), pytest.approx(0.5 + half))
+    assert np.isnan(lc.mean_interval([0.3])[1])  # one seed: no interval
+
+
+def test_paired_difference_of_identical_grades_is_zero():
+    grades = {s: np.random.default_rng(s).integers(0, 2, 200) for s in range(5)}
+    d = lc.paired_difference(grades, grades)
+    assert (d["difference"], d["low"], d["high"], d["seeds"]) == (0, 0, 0, 5)
+
+
+def test_paired_difference_one_seed_is_the_question_bootstrap():
+    """One seed: the interval is the mean's over resampled questions, about mean +- 1.96 sd / sqrt(n)."""
+    n = 4000
+    base = np.zeros(n, dtype=int)
+    correct = np.zeros(n, dtype=int)
+    correct[: int(0.3 * n)] = 1  # 30% of questions +1
+    base[int(0.3 * n) : int(0.4 * n)] = 1  # 10% -1: differences have mean 0.2 and sd 0.6
+    d = lc.paired_difference({1: correct}, {1: base})
+    half = 1.96 * 0.6 / np.sqrt(n)
+    assert d["difference"] == pytest.approx(0.2)
+    assert d["low"] == pytest.approx(0.2 - half, abs=0.1 * half)
+    assert d["high"] == pytest.approx(0.2 + half, abs=0.1 * half)
+
+
+def test_paired_difference_resamples_the_seeds():
+    """Seeds whose differences are 0.1 ... 0.5 on many questions (little question noise): the interval is that of
+    a bootstrap over the seeds, computed here directly; the t-test's p-value is scipy's on the five differences."""
+    n, rng = 20_000, np.random.default_rng(0)
+    correct, base, diffs = {}, {}, [0.1, 0.2, 0.3, 0.4, 0.5]
+    for seed, diff in enumerate(diffs):
+        base[seed] = np.zeros(n, dtype=int)
+        correct[seed] = (np.arange(n) < diff * n).astype(int)
+    d = lc.paired_difference(correct, base)
+    direct = rng.choice(diffs, size=(20_000, 5)).mean(1)
+    assert (d["low"], d["high"]) == (
+        pytest.approx(np.percentile(direct, 2.5), abs=0.01),
+        pytest.approx(np.percentile(direct, 97.5), abs=0.01),
+    )
+    t = np.mean(diffs) / (np.std(diffs, ddof=1) / np.sqrt(5))
+    assert t == pytest.approx(4.2426, abs=1e-3) and d["p"] == pytest.approx(0.01324, abs=2e-4)  # t(4)'s two tails
+    flipped = lc.paired_difference(base, correct)
+    assert flipped["difference"] == pytest.approx(-d["difference"]) and flipped["p"] == pytest.approx(d["p"])
+
+
+def test_paired_difference_rejects_grades_that_do_not_pair():
+    with pytest.raises(ValueError, match="same questions"):
+        lc.paired_difference({1: np.ones(10)}, {1: np.ones(12)})
+    with pytest.raises(ValueError, match="0/1"):
+        lc.paired_difference({1: np.full(10, 2)}, {1: np.zeros(10)})
+
+
+def curve(seed: int, accuracies: dict) -> pd.DataFrame:
+    table = pd.DataFrame({"seed": seed, "charts/test_accuracy": pd.Series(accuracies)})
+    table.index.name = "iteration"
+    return table
+
+
+def test_iterations_to_reach_the_bases_final_accuracy_on_the_same_seed():
+    base = pd.concat([curve(1, {0: 0.4, 4: 0.45, 8: 0.5}), curve(2, {0: 0.4, 4: 0.6, 8: 0.55})])
+    table = pd.concat([curve(1, {0: 0.4, 4: 0.5, 8: 0.6}), curve(2, {0: 0.4, 4: 0.5, 8: 0.54}), curve(3, {0: 1})])
+    assert lc.iterations_to_reach(table, base) == {1: 4, 2: None}  # seed 3: no base run
+
+
+def test_matched_configurations_generate_what_lilo_generates():
+    assert lc.config_flags("ppo_matched", "") == ["--questions-per-iteration", "16"]
+    matched = lc.config_flags("vineppo_matched", "--lr 1 --questions-per-iteration 8")
+    assert matched == ["--questions-per-iteration", "32"]
+    assert lc.config_flags("lilo_ppo", "") == []
+
+
+def test_a_short_run_writes_paired_grades_and_a_summary(tiny_model, tmp_path):
+    """Three configurations, one seed, two iterations of a tiny random model: each run's per-question grades land
+    next to its CSV, the matched baseline trains on LILO's pool size, and the summary pairs the runs."""
+    at = TINY_FLAGS.index("--eval-size")
+    flags = TINY_FLAGS[:at] + TINY_FLAGS[at + 2 :]  # the script sets the evaluation itself
+    results = tmp_path / "results"
+    result = lc.subprocess.run(
+        [sys.executable, "benchmarks/learning_curves.py", "--configs", "ppo", "lilo_ppo", "ppo_matched", "--seeds", "3"]
+        + ["--iterations", "2", "--eval-interval", "2", "--eval-size", "6", "--results-dir", str(results)]
+        + ["--runs-dir", str(tmp_path / "runs"), "--trainer-args", " ".join(["--model", tiny_model, *flags])],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    grades = {c: pd.read_csv(results / f"{c}__seed3__test.csv") for c in ("ppo", "lilo_ppo", "ppo_matched")}
+    for table in grades.values():
+        assert sorted(set(table["iteration"])) == [0, 2] and len(table) == 12 and set(table["correct"]) <= {0, 1}
+    assert grades["ppo"]["question"].tolist() == grades["lilo_ppo"]["question"].tolist()
+    scalars = {c: pd.read_csv(results / f"{c}__seed3.csv", index_col="iteration") for c in grades}
+    assert (
+        scalars["ppo_matched"]["completions_per_iteration"].iloc[0]
+        == 4 * scalars["ppo"]["completions_per_iteration"].iloc[0]
+    )
+    assert (
+        scalars["lilo_ppo"]["charts/completions_generated"].iloc[-1]
+        == 4 * scalars["ppo"]["completions_per_iteration"].iloc[0]
+    )
+    summary = (results / "summary.md").read_text()
+    assert "| lilo_ppo − ppo_matched | learnability sampling at equal generation | 1 |" in summary
+    assert (results / "test_accuracy.png").exists()
