@@ -12,6 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from common.data import build_prompt
 from common.grading import grade
 from common.model import resolve_model
+from common.steps import split_gsm8k
 from common.vllm_utils import generate, start_engine, sync_weights
 
 
@@ -29,7 +30,7 @@ def tiny_llm(tiny_model):
 
 @pytest.fixture(scope="module")
 def default_llm():
-    yield from engine(resolve_model(None), "bf16")  # the trainers' default
+    yield from engine(resolve_model(None), "bf16")  # the papers' precision (--precision bf16)
 
 
 @pytest.fixture(scope="module")
@@ -125,19 +126,20 @@ def test_sync_drops_the_cached_prefixes_of_long_prompts(tiny_llm, tiny_model):
 
 def test_default_model_answers_a_chat_prompt(default_llm):
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(None))
-    prompt = build_prompt(tokenizer, "What is 4 + 3?", "arithmetic")
+    prompt = build_prompt(tokenizer, "What is 9 - 3 + 8?", "arithmetic")
     (completion,) = greedy(default_llm, [prompt], max_tokens=96)
     assert completion.text.strip() and not completion.truncated  # ended with eos, before max_tokens
     assert completion.token_ids[-1] == tokenizer.convert_tokens_to_ids("<|im_end|>")
-    assert grade(completion.text, "7")  # it follows the one-shot format and gets a one-digit sum right
+    # it follows the demonstrations, one operation per line then the answer (3 steps), and gets it right
+    assert len(split_gsm8k(completion.text)) == 3 and grade(completion.text, "14"), completion.text
 
 
 def test_a_bf16_engine_samples_from_the_policys_bf16_weights(default_llm):
-    """bf16, the default: the trainer computes under autocast over fp32 weights and the engine holds them rounded to
-    bf16. After one AdamW step of 1e-4 on the real default model (15% of the bf16-rounded weights change; one of 1e-5
-    changes 2%, too few to tell apart), the engine's log-probs of its own samples are those of the updated policy
-    under autocast, within the kernels' gap (measured: 0.011 nat/token), and clearly not the initial policy's
-    (0.026): the engine holds the update, not a stale copy."""
+    """bf16: the trainer computes under autocast over fp32 weights and the engine holds them rounded to
+    bf16. After one AdamW step of 1e-4 on the real default model (with the previous one-line prompt, 15% of the
+    bf16-rounded weights changed; a step of 1e-5 changed 2%, too few to tell apart), the engine's log-probs of its own
+    samples are those of the updated policy under autocast, within the kernels' gap (measured: 0.008 nat/token), and
+    clearly not the initial policy's (0.044): the engine holds the update, not a stale copy."""
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
@@ -149,8 +151,8 @@ def test_a_bf16_engine_samples_from_the_policys_bf16_weights(default_llm):
     policy = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     initial = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16)
-    prompt = build_prompt(tokenizer, "What is 12 + 7?", "arithmetic")
-    target = tokenizer(" 12 + 7 = 19. The answer is \\boxed{19}.")["input_ids"]
+    prompt = build_prompt(tokenizer, "What is 4 + 6 - 8?", "arithmetic")
+    target = tokenizer("First, 4 + 6 = 10.\nThen, 10 - 8 = 2.\nThe answer is \\boxed{2}.")["input_ids"]
     optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-4)
     batch = pad_batch([prompt], [target], tokenizer.eos_token_id)
     with autocast:
