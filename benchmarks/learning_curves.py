@@ -115,6 +115,8 @@ def run_to_csv(config: str, seed: int, args, csv_path: Path) -> None:
                 print("interrupted: waiting for the trainer's checkpoint (Ctrl-C again: at once)", flush=True)
     if returncode in (128 + signal.SIGINT, 128 + signal.SIGTERM):
         sys.exit(f"stopped: {config} seed {seed} saved a checkpoint; run the same command again to resume")
+    if returncode in (-signal.SIGINT, -signal.SIGTERM):  # stopped before its first iteration: nothing to save yet
+        sys.exit(f"stopped: {config} seed {seed} before its first iteration; run the same command again to start it")
     if returncode:
         sys.exit(f"error: {config} seed {seed} failed; see {output_dir / 'stdout.log'}")
     run_dir = max((d for d in output_dir.iterdir() if d.is_dir()), key=lambda d: d.stat().st_mtime)
