@@ -177,14 +177,11 @@ def paired_difference(correct: dict, base: dict, resamples: int = 10_000, rng_se
     diffs = np.array([d.mean() for d in per_question])
     rng = np.random.default_rng(rng_seed)
     # a resample of a seed's questions has the mean (#(+1) - #(-1)) / n: multinomial counts of -1, 0 and +1
-    means = np.stack(
-        [
-            (lambda counts, n: (counts[..., 2] - counts[..., 0]) / n)(
-                rng.multinomial(len(d), [np.mean(d == v) for v in (-1, 0, 1)], size=(resamples, len(seeds))), len(d)
-            )
-            for d in per_question
-        ]
-    )  # seed, resample, slot
+    means = []  # seed, resample, slot
+    for d in per_question:
+        counts = rng.multinomial(len(d), [np.mean(d == v) for v in (-1, 0, 1)], size=(resamples, len(seeds)))
+        means.append((counts[..., 2] - counts[..., 0]) / len(d))
+    means = np.stack(means)
     drawn = rng.integers(len(seeds), size=(resamples, len(seeds)))
     boot = means[drawn, np.arange(resamples)[:, None], np.arange(len(seeds))].mean(1)
     with warnings.catch_warnings():  # identical differences on every seed: no variance, no t statistic
