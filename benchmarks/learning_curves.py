@@ -300,6 +300,13 @@ def interval_text(values, digits: int = 3, percent: bool = False) -> str:
     return f"{f(mean)} [{f(low)}, {f(high)}]" if np.isfinite(low) else f(mean)
 
 
+def p_text(p: float) -> str:
+    """A p-value as the tables print it: none under 2 seeds, and no false zero when it is tiny."""
+    if np.isnan(p):
+        return "n/a (1 seed)"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def per_seed(table: pd.DataFrame, column: str, how: str = "mean") -> pd.Series:
     """One value per seed: the mean over iterations >= 1, or the value at the last iteration."""
     logged = table.loc[table.index > 0].dropna(subset=[column]) if how == "mean" else table.dropna(subset=[column])
@@ -384,7 +391,7 @@ def summary(tables: dict[str, pd.DataFrame], out: Path) -> str:
         interval = f"[{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
         lines.append(
             f"| {config} − {base} | {what} | {d['seeds']} | {100 * d['difference']:+.1f} {interval} "
-            f"| {d['p']:.3f} | {when} |"
+            f"| {p_text(d['p'])} | {when} |"
         )
     vine = [c for c in tables if "charts/step_advantage_spread" in tables[c]]
     if vine:

@@ -72,6 +72,12 @@ def curve(seed: int, accuracies: dict) -> pd.DataFrame:
     return table
 
 
+def test_p_values_print_without_a_false_zero_or_a_nan():
+    assert lc.p_text(float("nan")) == "n/a (1 seed)"
+    assert lc.p_text(0.0004) == "< 0.001"
+    assert lc.p_text(0.0412) == "0.041"
+
+
 def test_iterations_to_reach_the_bases_final_accuracy_on_the_same_seed():
     base = pd.concat([curve(1, {0: 0.4, 4: 0.45, 8: 0.5}), curve(2, {0: 0.4, 4: 0.6, 8: 0.55})])
     table = pd.concat([curve(1, {0: 0.4, 4: 0.5, 8: 0.6}), curve(2, {0: 0.4, 4: 0.5, 8: 0.54}), curve(3, {0: 1})])
