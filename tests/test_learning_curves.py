@@ -1,6 +1,9 @@
 """benchmarks/learning_curves.py: its statistics on crafted data, then a short real run of three configurations."""
 
+import argparse
+import signal
 import sys
+import threading
 
 import numpy as np
 import pandas as pd
@@ -123,3 +126,19 @@ def test_a_short_run_writes_paired_grades_and_a_summary(tiny_model, tmp_path):
     summary = (results / "summary.md").read_text()
     assert "| lilo_ppo − ppo_matched | learnability sampling at equal generation | 1 |" in summary
     assert (results / "test_accuracy.png").exists()
+
+
+def test_a_trainer_stopped_before_its_first_iteration_is_reported_as_stopped(tmp_path, monkeypatch):
+    """A SIGTERM during the trainer's start (before it installs its handler) kills it with no checkpoint: the
+    script says so and how to start it again, not that the trainer failed."""
+    real_popen = lc.subprocess.Popen
+
+    def popen_then_stop(*args, **kwargs):  # the real trainer, sent SIGTERM one second into its start
+        process = real_popen(*args, **kwargs)
+        threading.Timer(1.0, process.send_signal, [signal.SIGTERM]).start()
+        return process
+
+    monkeypatch.setattr(lc.subprocess, "Popen", popen_then_stop)
+    args = argparse.Namespace(runs_dir=tmp_path, iterations=2, eval_interval=2, eval_size=6, trainer_args="")
+    with pytest.raises(SystemExit, match="stopped: ppo seed 1 before its first iteration"):
+        lc.run_to_csv("ppo", 1, args, tmp_path / "ppo__seed1.csv")
