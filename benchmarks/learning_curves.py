@@ -152,14 +152,18 @@ def is_complete(csv_path: Path, iterations: int) -> bool:
 # ---------------------------------------------------------------------------------------------------- statistics
 
 
-def mean_interval(values) -> tuple[float, float, float]:
-    """Mean and its 95% Student-t interval over independent runs (seeds); the interval is nan under 2 runs."""
+def mean_interval(values, bounds: tuple[float, float] = (0.0, 1.0)) -> tuple[float, float, float]:
+    """Mean and its 95% Student-t interval over independent runs (seeds); the interval is nan under 2 runs.
+
+    With few seeds the t interval of an accuracy or a share can reach past what the quantity can take (0.30 +- 0.45
+    from two seeds); it is clipped to `bounds`, the quantity's range, so no table reads "128%".
+    """
     values = np.asarray(values, dtype=float)
     mean = float(values.mean())
     if len(values) < 2:
         return mean, float("nan"), float("nan")
     half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
-    return mean, mean - half, mean + half
+    return mean, max(mean - half, bounds[0]), min(mean + half, bounds[1])
 
 
 def paired_difference(correct: dict, base: dict, resamples: int = 10_000, rng_seed: int = 0) -> dict:
@@ -293,9 +297,9 @@ def plot(tables: dict[str, pd.DataFrame], out: Path) -> None:
     fig.savefig(out / "learnability.png", dpi=120)
 
 
-def interval_text(values, digits: int = 3, percent: bool = False) -> str:
+def interval_text(values, digits: int = 3, percent: bool = False, bounds: tuple[float, float] = (0.0, 1.0)) -> str:
     """The mean and its interval (mean_interval) as "mean [low, high]", or the mean alone for one seed."""
-    mean, low, high = mean_interval(values)
+    mean, low, high = mean_interval(values, bounds)
     f = (lambda v: f"{v:.1%}") if percent else (lambda v: f"{v:.{digits}f}")
     return f"{f(mean)} [{f(low)}, {f(high)}]" if np.isfinite(low) else f(mean)
 
@@ -332,8 +336,8 @@ def summary(tables: dict[str, pd.DataFrame], out: Path) -> str:
     lines = [
         "## Final held-out accuracy",
         "",
-        "Mean over seeds with a 95% Student-t interval in brackets. Zero-variance share: trained questions whose "
-        "completions were all right or all wrong (no learning signal), mean over iterations.",
+        "Mean over seeds with a 95% Student-t interval in brackets, clipped to [0, 1]. Zero-variance share: trained "
+        "questions whose completions were all right or all wrong (no learning signal), mean over iterations.",
         "",
         "| configuration | seeds | iterations | test acc. start | test acc. end [95% CI] | per seed "
         "| train-subset acc. start → end | zero-variance share [95% CI] | completions generated / trained "
@@ -399,9 +403,10 @@ def summary(tables: dict[str, pd.DataFrame], out: Path) -> str:
             "",
             "## Credit assignment (VinePPO)",
             "",
-            "Means over iterations, then a 95% interval over seeds. Step advantage spread: the standard deviation of "
-            "a completion's step advantages V(s_k+1) - V(s_k) (completions of 2 steps or more); both it and the share "
-            "of moved values are 0 when the Monte-Carlo values add nothing to a per-question baseline.",
+            "Means over iterations, then a 95% Student-t interval over seeds, clipped to what each can take. Step "
+            "advantage spread: the standard deviation of a completion's step advantages V(s_k+1) - V(s_k) (completions "
+            "of 2 steps or more); both it and the share of moved values are 0 when the Monte-Carlo values add nothing "
+            "to a per-question baseline.",
             "",
             "| configuration | steps per completion | step advantage spread | valued states after a step whose "
             "value differs from V(s_0) |",
@@ -410,7 +415,7 @@ def summary(tables: dict[str, pd.DataFrame], out: Path) -> str:
         for config in vine:
             t = tables[config]
             lines.append(
-                f"| {config} | {interval_text(per_seed(t, 'charts/steps_per_completion'), 2)} "
+                f"| {config} | {interval_text(per_seed(t, 'charts/steps_per_completion'), 2, bounds=(1, np.inf))} "
                 f"| {interval_text(per_seed(t, 'charts/step_advantage_spread'))} "
                 f"| {interval_text(per_seed(t, 'charts/value_moved_share'), percent=True)} |"
             )
