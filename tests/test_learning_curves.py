@@ -25,7 +25,8 @@ def test_mean_interval_is_the_student_t_interval():
 def test_mean_interval_stays_within_what_the_quantity_can_take():
     """Two seeds of a share, 0.1 and 0.9: the t interval is 0.5 +- 5.1; the table must not print -460% or 560%."""
     assert lc.mean_interval([0.1, 0.9]) == (pytest.approx(0.5), 0.0, 1.0)
-    assert lc.mean_interval([1.0, 3.0], bounds=(1, np.inf))[1:] == (1, pytest.approx(2 + 12.706205 * 1 / 1))
+    # steps per completion, at least 1: mean 2, standard error 1, t(0.975, 1 degree of freedom) = 12.706
+    assert lc.mean_interval([1.0, 3.0], bounds=(1, np.inf))[1:] == (1, pytest.approx(2 + 12.706205))
 
 
 def test_paired_difference_of_identical_grades_is_zero():
