@@ -50,5 +50,3 @@ if __name__ == "__main__":
     weights = model_state(policy)
     if rank == 0:
         torch.save(weights, out_file)
-    if world_size > 1:
-        torch.distributed.destroy_process_group()  # else gloo's threads may still run at exit
