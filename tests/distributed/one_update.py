@@ -23,7 +23,7 @@ from ppo import pad_batch, ppo_losses, response_logprobs  # noqa: E402
 
 if __name__ == "__main__":
     model_path, out_file = sys.argv[1], sys.argv[2]
-    rank, world_size, device = init_distributed()
+    rank, _, device = init_distributed()
     generator = torch.Generator().manual_seed(0)
     lengths = torch.randint(
         3, 12, (8, 2), generator=generator
