@@ -6,38 +6,27 @@ advantages with a value network (a copy of the policy with a scalar head) and GA
 takes clipped PPO steps on the policy and value network. Run `python ppo.py --help`.
 """
 
-import json
-import math
 import os
 import random
-import shutil
-import sys
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import tyro
-from torch.utils.tensorboard import SummaryWriter
 from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, AutoTokenizer
 
-from common.data import build_prompt, load_split
-from common.distributed import (
-    engine_share,
-    every_rank,
-    gather_rows,
-    gather_shares,
-    init_distributed,
-    load_optimizer_state,
-    model_state,
-    optimizer_state,
-    rank_rows,
-    shard_model,
-)
-from common.grading import extract_answer, grade
-from common.guards import catch_stop_signals, check_finite, stop_requested
-from common.model import resolve_model
+from common.args import check_args
+from common.checkpoint import checkpoint, load_checkpoint, saved_model
+from common.data import draw_questions, load_questions
+from common.distributed import init_distributed, rank_rows
+from common.evaluation import evaluate
+from common.grading import score
+from common.guards import catch_stop_signals, check_finite
+from common.logprobs import batched, engine_gap, masked_mean, model_inputs, pad_batch, response_logprobs
+from common.model import load_model, resolve_model
+from common.schedule import set_learning_rates
+from common.tracking import end_run, log_iteration, mean_stats, rollout_metrics, start_run
 from common.vllm_utils import generate, start_engine, sync_weights
 
 
@@ -121,136 +110,16 @@ class Args:
     """the wandb project name"""
 
 
-def check_args(args: Args) -> None:
-    """One clear message for settings that cannot work, before anything is loaded."""
-    batch = args.questions_per_iteration * args.completions_per_question
-    world_size = int(os.environ.get("WORLD_SIZE", 1))  # processes started by torchrun
-    problems = [
-        (args.num_iterations < 1, "--num-iterations must be at least 1"),
-        (
-            args.questions_per_iteration < 1 or args.completions_per_question < 1,
-            "--questions-per-iteration and --completions-per-question must be at least 1",
-        ),
-        (args.max_new_tokens < 1, "--max-new-tokens must be at least 1"),
-        (args.temperature <= 0 or not 0 < args.top_p <= 1, "--temperature must be > 0 and --top-p in (0, 1]"),
-        (min(args.learning_rate, args.value_learning_rate) <= 0, "learning rates must be positive"),
-        (args.prompt_format not in ("chat", "vineppo"), "--prompt-format must be chat or vineppo"),
-        (args.precision not in ("bf16", "fp32") or args.tis_cap < 0, "--precision bf16 or fp32; --tis-cap >= 0"),
-        (not 0 <= args.warmup_ratio < 1, "--warmup-ratio must be in [0, 1)"),
-        (args.update_epochs < 1, "--update-epochs must be at least 1"),
-        (
-            args.micro_batch_size < 1 or args.minibatch_size % args.micro_batch_size,
-            "--minibatch-size must be a multiple of --micro-batch-size",
-        ),
-        (
-            batch % args.minibatch_size,
-            f"questions x completions ({batch}) must be a multiple of --minibatch-size ({args.minibatch_size})",
-        ),
-        (
-            args.minibatch_size % world_size,
-            f"--minibatch-size must be a multiple of the number of processes ({world_size})",
-        ),
-        (
-            args.vllm_tensor_parallel_size < 1 or world_size % args.vllm_tensor_parallel_size,
-            f"the number of processes ({world_size}) must be a multiple of --vllm-tensor-parallel-size",
-        ),
-        (args.clip_coef <= 0 or args.value_clip_coef <= 0, "clip ranges must be positive"),
-        (
-            args.kl_coef < 0 or not 0 <= args.gamma <= 1 or not 0 <= args.gae_lambda <= 1,
-            "--kl-coef must be >= 0, --gamma and --gae-lambda in [0, 1]",
-        ),
-        (min(args.eval_interval, args.eval_size, args.save_interval) < 0, "intervals and sizes must be >= 0"),
-        (
-            args.resume is not None and not (Path(args.resume) / "checkpoint" / "state.pt").exists(),
-            f"--resume {args.resume}: no checkpoint/state.pt in that folder",
-        ),
-    ]
-    for failed, message in problems:
-        if failed:
-            raise SystemExit(f"error: {message}")
-
-
-def draw_questions(n: int, data_order: np.ndarray, data_position: int):
-    """The next `n` question indices in a random order of the dataset that is reshuffled after
-    each pass (so no repeats within a pass). Returns them and the new (order, position)."""
-    drawn = []
-    while len(drawn) < n:
-        if data_position == len(data_order):
-            data_order, data_position = np.random.permutation(len(data_order)), 0
-        taken = data_order[data_position : data_position + n - len(drawn)].tolist()
-        drawn, data_position = drawn + taken, data_position + len(taken)
-    return drawn, data_order, data_position
-
-
 def rollout(llm, examples: list[dict], n: int, args: Args):
-    """`n` sampled completions for each example's prompt (under torchrun each engine does its share)."""
-    prompts = engine_share([e["prompt"] for e in examples])
-    return gather_shares(generate(llm, prompts, n, args.temperature, args.top_p, args.max_new_tokens, logprobs=True))
+    """`n` sampled completions for each example's prompt, with the engine's log-prob of each token."""
+    prompts = [e["prompt"] for e in examples]
+    return generate(llm, prompts, n, args.temperature, args.top_p, args.max_new_tokens, logprobs=True)
 
 
-def score(examples: list[dict], completions) -> torch.Tensor:
-    """1 for each completion whose final answer is right, else 0, one row per example. A completion cut off at
-    --max-new-tokens scores 0 whatever it holds, as in the papers' code (an unfinished answer is not an answer)."""
-    scores = [
-        [float(not c.truncated and grade(c.text, e["answer"])) for c in cs] for e, cs in zip(examples, completions)
-    ]
-    return torch.tensor(scores)
-
-
-def pad_batch(prompts: list[list[int]], responses: list[list[int]], pad_id: int):
-    """Left-pad prompts and right-pad responses so that every response starts in the same
-    column: then a response's logits are one slice of the batch, `[:, width - 1 : -1]`."""
-    width, length = max(map(len, prompts)), max(map(len, responses))
-    input_ids = torch.full((len(prompts), width + length), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros_like(input_ids)
-    for i, (p, r) in enumerate(zip(prompts, responses)):
-        input_ids[i, width - len(p) : width + len(r)] = torch.tensor(p + r)
-        attention_mask[i, width - len(p) : width + len(r)] = 1
-    response_mask = attention_mask[:, width:].float()
-    return input_ids, attention_mask, response_mask, width
-
-
-def response_logprobs(policy, input_ids, attention_mask, width, temperature, top_p=1.0):
-    """Log-probability and entropy of each response token under `policy`, sampling at `temperature`; and its
-    log-probability under the engine's sampling rule: at `temperature`, then renormalised over the top-p nucleus."""
-    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # positions ignore left padding
-    length = input_ids.shape[1] - width
-    # logits only where they predict response tokens: the prompt's would cost a vocabulary-wide matmul each
-    logits = policy(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, logits_to_keep=length + 1
-    ).logits
-    logp_all = torch.log_softmax(logits[:, :-1].float() / temperature, dim=-1)
-    logp = logp_all.gather(-1, input_ids[:, width:, None]).squeeze(-1)
-    with torch.no_grad():  # diagnostics only: no graph through the whole vocabulary
-        entropy = -(logp_all.exp() * logp_all).sum(-1)
-        sampling_logp = logp - nucleus_log_mass(logp_all, top_p) if top_p < 1 else logp.detach()
-    return logp, entropy, sampling_logp
-
-
-def nucleus_log_mass(logp_all, top_p):
-    """Log of the probability mass that top-p sampling keeps at each position, as vLLM cuts the nucleus: the least
-    likely tokens are dropped while their cumulated mass stays <= 1 - top_p (the likeliest token always stays)."""
-    cumulated = logp_all.exp().sort(-1).values.cumsum(-1)
-    dropped = torch.where(cumulated <= 1 - top_p, cumulated, 0).amax(-1)
-    return torch.log1p(-dropped.clamp(max=1 - 1e-6))
-
-
-def response_values(value_net, input_ids, attention_mask, width):
-    """The value network's estimate of the state before each response token."""
-    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    values = value_net(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits
-    return values[:, width - 1 : -1, 0].float()
-
-
-@torch.no_grad()
-def batched(fn, micro_batch_size, *tensors):
-    """`fn` over micro-batches without gradients, results concatenated along the batch
-    (under torchrun each rank computes its share of the rows and every rank gets them all)."""
-    rows = rank_rows(torch.arange(len(tensors[0])))
-    outs = [fn(*(t[micro_batch] for t in tensors)) for micro_batch in rows.split(micro_batch_size)]
-    if isinstance(outs[0], tuple):  # several outputs: each concatenated
-        return tuple(gather_rows(torch.cat(out), rows, len(tensors[0])) for out in zip(*outs))
-    return gather_rows(torch.cat(outs), rows, len(tensors[0]))
+def response_values(value_net, batch: dict, rows: torch.Tensor):
+    """The value network's estimate of the state before each response token of the batch's `rows`."""
+    width = batch["width"]
+    return value_net(**model_inputs(batch, rows)).logits[:, width - 1 : -1, 0].float()
 
 
 def compute_gae(rewards, values, mask, gamma, lam):
@@ -264,10 +133,6 @@ def compute_gae(rewards, values, mask, gamma, lam):
         last = delta + gamma * lam * next_mask[:, t] * last
         advantages[:, t] = last * mask[:, t]
     return advantages, (advantages + values) * mask
-
-
-def masked_mean(x, mask):
-    return (x * mask).sum() / mask.sum().clamp(min=1)
 
 
 def whiten(advantages, mask):
@@ -286,146 +151,74 @@ def kl_penalty(logp, ref_logp, mask):
     return ((log_ratio.exp() - log_ratio - 1) * mask).clamp(0, 10).sum(1)
 
 
-def tis_weights(log_ratio, cap):
-    """Truncated importance sampling (Yao et al. 2025, "Your Efficient RL Framework Secretly Brings You Off-Policy RL
-    Training"; verl's and TRL's correction): the engine samples with its own kernels, so from a policy slightly off
-    the trainer's old one. Each token's policy loss is weighted by min(pi_old / pi_engine, cap), `log_ratio` being
-    log pi_old - log pi_engine of the sampled token; cap 0: no correction."""
-    return log_ratio.exp().clamp(max=cap) if cap > 0 else torch.ones_like(log_ratio)
-
-
-def lr_scale(step: int, total_steps: int, warmup_ratio: float, decay: bool) -> float:
-    """Learning rate of optimiser step `step` (0-based) over the peak, as the papers' code schedules it (DeepSpeed's
-    WarmupDecayLR): log-shaped warm-up over W = max(2, ceil(warmup_ratio x total_steps)) steps, then linear decay
-    to 0 at the end. DeepSpeed advances the schedule after each step, so its first step runs at the peak and its
-    second at 0: kept, so that every step gets the reference's rate. decay=False holds the peak after warm-up."""
-    if step == 0:
-        return 1.0
-    step -= 1  # DeepSpeed's last_batch_iteration
-    warmup = max(2, math.ceil(warmup_ratio * total_steps)) if warmup_ratio > 0 else 0
-    if step < warmup:
-        return math.log(step + 1) / math.log(warmup)
-    return max(0.0, (total_steps - step) / max(1, total_steps - warmup)) if decay else 1.0
-
-
-def ppo_losses(
-    logp, old_logp, advantages, values, old_values, returns, mask, clip, value_clip, n_tokens, tis_weight=1.0
-):
-    """Clipped policy and value losses, summed over the tokens in `mask` and divided by `n_tokens` (the minibatch's
-    token count, so accumulated micro-batches average exactly); each token's policy loss weighted by `tis_weight`."""
+def ppo_losses(logp, values, batch: dict, rows, n_sequences: int, n_tokens, args: Args):
+    """PPO's losses on the batch's `rows` (part of a minibatch of `n_sequences` sequences and `n_tokens` response
+    tokens), from their new log-probs `logp` and values `values`:
+    - the clipped policy loss, each token's weighted by its TIS weight (common/logprobs.py);
+    - the KL penalty, kl_coef x each sequence's `kl_penalty`, averaged over the minibatch's sequences;
+    - the clipped value loss.
+    The policy and value losses are summed over the rows' tokens and divided by `n_tokens`, so that accumulated
+    micro-batches average the minibatch's tokens exactly."""
+    mask, old_logp, advantages = batch["mask"][rows], batch["old_logp"][rows], batch["advantages"][rows]
     ratio = torch.exp(logp - old_logp)
-    pg_loss = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip, 1 + clip)) * tis_weight
-    values_clipped = old_values + (values - old_values).clamp(-value_clip, value_clip)
+    pg_loss = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef))
+    pg_loss = (pg_loss * batch["tis_weight"][rows] * mask).sum() / n_tokens
+    kl_seq = kl_penalty(logp, batch["ref_logp"][rows], mask)
+    kl_loss = args.kl_coef * kl_seq.sum() / n_sequences
+    old_values, returns, clip = batch["old_values"][rows], batch["returns"][rows], args.value_clip_coef
+    values_clipped = old_values + (values - old_values).clamp(-clip, clip)
     v_loss = 0.5 * torch.max((values - returns) ** 2, (values_clipped - returns) ** 2)
-    stats = {
-        "clipfrac": masked_mean(((ratio - 1).abs() > clip).float(), mask).item(),
+    v_loss = (v_loss * mask).sum() / n_tokens
+    stats = {  # each micro-batch's own means
+        "policy_loss": pg_loss.item() * n_tokens.item() / mask.sum().item(),
+        "value_loss": v_loss.item() * n_tokens.item() / mask.sum().item(),
+        "kl_penalty": kl_seq.mean().item(),
+        "clipfrac": masked_mean(((ratio - 1).abs() > args.clip_coef).float(), mask).item(),
         "approx_kl": masked_mean((ratio - 1) - (logp - old_logp), mask).item(),
     }
-    return (pg_loss * mask).sum() / n_tokens, (v_loss * mask).sum() / n_tokens, stats
-
-
-def evaluate(llm, subsets, max_new_tokens, writer, iteration):
-    """Greedy accuracy on each fixed subset of questions, logged as charts/<subset>_accuracy; each question's
-    completion and grade go to eval/<subset>_<iteration>.jsonl in the run folder (for paired comparisons)."""
-    for name, examples in subsets.items():
-        prompts = engine_share([e["prompt"] for e in examples])
-        completions = gather_shares(generate(llm, prompts, n=1, temperature=0.0, top_p=1.0, max_tokens=max_new_tokens))
-        correct = [grade(c[0].text, e["answer"]) for c, e in zip(completions, examples)]
-        accuracy = float(np.mean(correct))
-        if writer:
-            writer.add_scalar(f"charts/{name}_accuracy", accuracy, iteration)
-            rows = [
-                {"question": e["question"], "answer": e["answer"], "completion": c[0].text, "correct": right}
-                for e, c, right in zip(examples, completions, correct)
-            ]
-            (Path(writer.log_dir) / "eval").mkdir(exist_ok=True)
-            with open(Path(writer.log_dir) / "eval" / f"{name}_{iteration}.jsonl", "w") as f:
-                f.writelines(json.dumps(row) + "\n" for row in rows)
-        print(f"iter {iteration} {name}_accuracy={accuracy:.3f}")
-    llm.reset_prefix_cache()  # leave the engine as a resumed run finds it, for an exact resume
-
-
-def save_checkpoint(run_dir, policy, value_net, tokenizer, state):
-    """Models with save_pretrained, the rest (optimisers, RNG, data position) in state.pt;
-    written next to the old checkpoint, then swapped in, so a kill never leaves half of one.
-    Under torchrun every rank gathers the full weights and rank 0 writes them."""
-    policy_weights, value_weights = model_state(policy), model_state(value_net)
-    check_finite(state["iteration"], policy_weights=policy_weights, value_weights=value_weights)
-    if not run_dir:
-        return
-    tmp, final = run_dir / "checkpoint.tmp", run_dir / "checkpoint"
-    policy.save_pretrained(tmp / "policy", state_dict=policy_weights)
-    tokenizer.save_pretrained(tmp / "policy")
-    value_net.save_pretrained(tmp / "value", state_dict=value_weights)
-    torch.save(state, tmp / "state.pt")
-    if final.exists():
-        final.rename(run_dir / "checkpoint.old")
-    tmp.rename(final)
-    if (run_dir / "checkpoint.old").exists():
-        shutil.rmtree(run_dir / "checkpoint.old")
+    return pg_loss, kl_loss, v_loss, stats
 
 
 if __name__ == "__main__":
     args = tyro.cli(Args)
-    check_args(args)
-    # this process's rank, the number of processes and its device: (0, 1, cuda or cpu) without torchrun
+    check_args(
+        args,
+        (args.value_learning_rate <= 0, "--value-learning-rate must be positive"),
+        (args.value_clip_coef <= 0, "--value-clip-coef must be positive"),
+        (not 0 <= args.gamma <= 1 or not 0 <= args.gae_lambda <= 1, "--gamma and --gae-lambda must be in [0, 1]"),
+    )
+    # this process's rank and device: (0, cuda or cpu) without torchrun
     rank, world_size, device = init_distributed(args.vllm_tensor_parallel_size)
-    run_name = f"{args.exp_name}__{Path(args.dataset).stem}__{args.seed}__{int(time.time())}"
-    run_dir = Path(args.resume) if args.resume else Path(args.output_dir) / run_name
-    run_name = run_dir.name
-
-    # seeding
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)  # the same on every rank: the value head, for one, starts alike
     # bf16: forward and backward passes compute in bf16 over the fp32 weights (and fp32 optimiser state), as the
     # engine, which holds the same weights rounded to bf16, generates; on a CPU with AMX as on a GPU. Not the default:
     # the weights start on bf16's grid, and a step smaller than half a bf16 step leaves the bf16 policy unchanged, so
-    # a short run at a small learning rate barely moves it (the CPU default's 40 steps at 2e-6: README, Precision)
+    # a short run at a small learning rate barely moves it (the CPU default's 40 steps at 2e-6: docs/precision.md)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
 
-    # data: every prompt tokenised once
+    # data: every prompt tokenised once; a mistyped --model or --dataset stops here, before a run folder is made
     model_path = resolve_model(args.model)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    train, test = load_split(args.dataset, "train", args.seed), load_split(args.dataset, "test", args.seed)
-    for split in (train, test):
-        for example in split:
-            example["prompt"] = build_prompt(tokenizer, example["question"], args.dataset, args.prompt_format)
-    train = [e for e in train if len(e["prompt"]) <= args.max_prompt_tokens]
-    test = [e for e in test if len(e["prompt"]) <= args.max_prompt_tokens][: args.eval_size]
-    if not train:
-        raise SystemExit(f"error: no training question fits in --max-prompt-tokens {args.max_prompt_tokens}")
-    print(f"{run_name}: {len(train)} training questions, {len(test)} test questions, model {model_path}")
+    train, test = load_questions(args, tokenizer)
+    run_dir, writer = start_run(args)  # runs/<run name>: tensorboard events, args.json, checkpoint/
 
-    # logging starts once the model and dataset are found: a mistyped --model or --dataset leaves no empty run
-    if args.track and rank == 0:
-        import wandb
-
-        wandb.init(project=args.wandb_project_name, config=vars(args), name=run_name, sync_tensorboard=True)
-    writer = SummaryWriter(str(run_dir)) if rank == 0 else None  # rank 0 alone logs and saves
-    if rank == 0:
-        table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
-        writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
-
-    # models: the policy, the value network (a copy of the initial policy with a scalar head),
-    # the frozen reference policy for the KL penalty, and the vLLM engine that generates
-    start = Path(args.resume) / "checkpoint" if args.resume else None
-    policy = shard_model(
-        AutoModelForCausalLM.from_pretrained(start / "policy" if start else model_path, dtype=torch.float32), device
-    )
-    value_path = start / "value" if start else model_path
-    value_net = AutoModelForTokenClassification.from_pretrained(value_path, num_labels=1, dtype=torch.float32)
-    value_net = shard_model(value_net, device)
-    ref_policy = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval().requires_grad_(False)
-    ref_policy = shard_model(ref_policy, device)
+    # models: the policy, the value network (a copy of the initial policy with a scalar head), the frozen reference
+    # policy for the KL penalty (a resumed run loads the first two from its checkpoint), and the vLLM engine
+    policy = load_model(AutoModelForCausalLM, saved_model(args, "policy", model_path), device)
+    value_path = saved_model(args, "value", model_path)
+    value_net = load_model(AutoModelForTokenClassification, value_path, device, num_labels=1)
+    ref_policy = load_model(AutoModelForCausalLM, model_path, device, frozen=True)
     policy.config.pad_token_id = value_net.config.pad_token_id = pad_id
     # no weight decay, as in the papers' code (AdamW's default would be 0.01)
     policy_optimizer = torch.optim.AdamW(policy.parameters(), lr=args.learning_rate, eps=1e-8, weight_decay=0)
     value_optimizer = torch.optim.AdamW(value_net.parameters(), lr=args.value_learning_rate, eps=1e-8, weight_decay=0)
-    # the learning rates follow one schedule over all the run's optimiser steps (lr_scale)
-    steps_per_iteration = args.update_epochs * args.questions_per_iteration * args.completions_per_question
-    steps_per_iteration //= args.minibatch_size
+    models = {"policy": (policy, policy_optimizer), "value": (value_net, value_optimizer)}
+    # the learning rates follow one schedule over all the run's optimiser steps (common/schedule.py)
+    batch_size = args.questions_per_iteration * args.completions_per_question
+    steps_per_iteration = args.update_epochs * batch_size // args.minibatch_size
     total_steps = args.num_iterations * steps_per_iteration
     max_model_len = args.max_prompt_tokens + args.max_new_tokens
     llm = start_engine(model_path, args.seed, max_model_len, args.vllm_gpu_memory_utilization, args.precision)
@@ -435,146 +228,87 @@ if __name__ == "__main__":
     random.seed(args.seed)
     np.random.seed(args.seed)
     minibatch_generator = torch.Generator().manual_seed(args.seed)
-    data_order, data_position, first_iteration = np.random.permutation(len(train)), 0, 1
-    if start:
-        # mapped: N ranks share one copy in memory
-        state = torch.load(start / "state.pt", weights_only=False, mmap=True)
-        load_optimizer_state(policy, policy_optimizer, state["policy_optimizer"])
-        load_optimizer_state(value_net, value_optimizer, state["value_optimizer"])
-        random.setstate(state["python_rng"])
-        np.random.set_state(state["numpy_rng"])
-        torch.set_rng_state(state["torch_rng"][rank % len(state["torch_rng"])])  # each engine's sampling
-        minibatch_generator.set_state(state["minibatch_rng"])
-        data_order, data_position, first_iteration = state["data_order"], state["data_position"], state["iteration"]
-        first_iteration += 1
+    # where the run stands: --resume restores it, with the optimisers and every generator (common/checkpoint.py)
+    progress = {"iteration": 0, "data_order": np.random.permutation(len(train)), "data_position": 0}
+    if args.resume:
+        progress = load_checkpoint(args, models, minibatch_generator)
         sync_weights(llm, policy)
-        print(f"resumed from {start} at iteration {first_iteration}")
-    # train_subset: training questions under the same greedy evaluation, the fitting measure that does
-    # not depend on which (easy or hard) questions an iteration happened to sample
+    # train_subset: training questions under the same greedy evaluation, the measure of fitting
     eval_subsets = {"test": test, "train_subset": train[: args.eval_size]}
-    if first_iteration == 1:
-        if rank == 0:
-            (run_dir / "args.json").write_text(json.dumps(asdict(args), indent=2))
-    else:
-        saved = state["args"]
-        changed = [k for k, v in asdict(args).items() if k not in ("resume", "num_iterations") and saved.get(k) != v]
-        if changed:
-            print(f"warning: resuming with Args that differ from the run's: {', '.join(changed)}")
-    if args.eval_interval and test and first_iteration == 1:
-        evaluate(llm, eval_subsets, args.max_new_tokens, writer, 0)
+    if progress["iteration"] == 0:
+        evaluate(llm, eval_subsets, args, writer, 0)
 
     # from here on SIGTERM and SIGINT stop the run after the current iteration, with a checkpoint
     catch_stop_signals()
     stop = None
-    for iteration in range(first_iteration, args.num_iterations + 1):
+    for iteration in range(progress["iteration"] + 1, args.num_iterations + 1):
         t_start = time.perf_counter()
 
         # 1. sample questions: uniformly, without replacement within a pass over the dataset
-        drawn, data_order, data_position = draw_questions(args.questions_per_iteration, data_order, data_position)
-        questions = [train[i] for i in drawn]
+        questions = [train[i] for i in draw_questions(args.questions_per_iteration, progress)]
 
         # 2. rollout: n completions per question from the current policy (each engine does its share)
         completions = rollout(llm, questions, args.completions_per_question, args)
         t_generated = time.perf_counter()
 
-        # 3. reward: 1 for a correct final answer, else 0
-        scores = score(questions, completions)
-        unparseable = torch.tensor([[extract_answer(c.text) is None for c in cs] for cs in completions]).float()
+        # 3. reward: 1 for a correct final answer, else 0 (minus --unparseable-penalty where none can be found)
+        scores, unparseable = map(torch.tensor, score(questions, completions))
         rewards_seq = (scores - args.unparseable_penalty * unparseable).flatten()
         prompts = [q["prompt"] for q in questions for _ in range(args.completions_per_question)]
         responses = [c.token_ids for cs in completions for c in cs]
-        input_ids, attention_mask, mask, width = pad_batch(prompts, responses, pad_id)
-        input_ids, attention_mask, mask = input_ids.to(device), attention_mask.to(device), mask.to(device)
-        lengths = mask.sum(1).long()
+        batch = pad_batch(prompts, responses, pad_id, device)
+        mask = batch["mask"]
 
-        # log-probs of the sampling (old) policy and the reference policy, once per iteration
+        # log-probs of the sampling (old) policy and the reference policy, and the old values, once per iteration
         with autocast:
-            old_logp, _, old_sampling_logp = batched(
-                lambda i, a: response_logprobs(policy, i, a, width, args.temperature, args.top_p),
-                args.micro_batch_size,
-                input_ids,
-                attention_mask,
+            old_logp, _, sampling_logp = batched(
+                response_logprobs, policy, batch, args.micro_batch_size, args.temperature, args.top_p
             )
-            ref_logp = batched(
-                lambda i, a: response_logprobs(ref_policy, i, a, width, args.temperature)[0],
-                args.micro_batch_size,
-                input_ids,
-                attention_mask,
-            )
-            old_values = batched(
-                lambda i, a: response_values(value_net, i, a, width), args.micro_batch_size, input_ids, attention_mask
-            )
+            ref_logp = batched(response_logprobs, ref_policy, batch, args.micro_batch_size, args.temperature)[0]
+            old_values = batched(response_values, value_net, batch, args.micro_batch_size)
         old_logp, ref_logp, old_values = old_logp * mask, ref_logp * mask, old_values * mask
         check_finite(iteration, old_log_probs=old_logp, reference_log_probs=ref_logp, values=old_values)
-        # the engine's log-probs of its own samples: its kernels differ from the trainer's (in bf16 the gap is
-        # measurable), so it samples from a policy slightly off the old one; the gap is logged and corrected (TIS)
-        engine_logp = torch.zeros_like(mask)
-        for row, c in enumerate(c for cs in completions for c in cs):
-            engine_logp[row, : len(c.logprobs)] = torch.tensor(c.logprobs)
-        engine_log_ratio = (old_sampling_logp - engine_logp) * mask  # log pi_old - log pi_engine, sampled tokens
-        tis_weight = tis_weights(engine_log_ratio, args.tis_cap)
-        kl = old_logp - ref_logp  # per-token estimate of KL(policy || reference), logged (the loss has its own)
+        # the engine's kernels differ from the trainer's, so it samples from a policy slightly off the old one: the
+        # gap is logged and each token's policy loss weighted by truncated importance sampling (common/logprobs.py)
+        tis_weight, gap_metrics = engine_gap(completions, sampling_logp, mask, args.tis_cap)
         rewards = torch.zeros_like(mask)  # no KL in the reward: as in the papers' code, it is a term of the loss
-        rewards[torch.arange(len(lengths)), lengths - 1] = rewards_seq.to(device)  # the answer's reward: last token
+        rewards[torch.arange(len(responses)), mask.sum(1).long() - 1] = rewards_seq.to(device)  # on the last token
         t_logprobs = time.perf_counter()
 
         # 4. credit assignment: GAE on the value network's per-token estimates
         advantages, returns = compute_gae(rewards.cpu(), old_values.cpu(), mask.cpu(), args.gamma, args.gae_lambda)
         advantages, returns = advantages.to(device), returns.to(device)
+        batch |= {"old_logp": old_logp, "ref_logp": ref_logp, "old_values": old_values, "returns": returns,
+                  "tis_weight": tis_weight}  # fmt: skip
 
         # 5. policy and value update: clipped PPO over a few epochs of minibatches
-        stats = {k: [] for k in ("pg_loss", "kl_penalty", "v_loss", "entropy", "clipfrac", "approx_kl")}
-        optimizer_step = (iteration - 1) * steps_per_iteration
+        stats, optimizer_step = [], (iteration - 1) * steps_per_iteration
         for _epoch in range(args.update_epochs):
             for minibatch in torch.randperm(len(responses), generator=minibatch_generator).split(args.minibatch_size):
                 policy_optimizer.zero_grad()
                 value_optimizer.zero_grad()
+                batch["advantages"] = advantages.clone()
+                if args.whiten_advantages:  # over this minibatch's tokens, as the papers' code does before each step
+                    batch["advantages"][minibatch] = whiten(advantages[minibatch], mask[minibatch])
                 n_tokens, minibatch_loss = mask[minibatch].sum(), 0.0
-                # advantages whitened over this minibatch's tokens, as the papers' code does before each step
-                minibatch_advantages = advantages.clone()
-                if args.whiten_advantages:
-                    minibatch_advantages[minibatch] = whiten(advantages[minibatch], mask[minibatch])
-                # each rank its share of the minibatch; gradients are summed
-                for mb in rank_rows(minibatch).split(args.micro_batch_size):
+                for mb in rank_rows(minibatch).split(args.micro_batch_size):  # each rank its share; gradients summed
                     with autocast:
-                        logp, entropy, _ = response_logprobs(
-                            policy, input_ids[mb], attention_mask[mb], width, args.temperature
-                        )
-                        values = response_values(value_net, input_ids[mb], attention_mask[mb], width)
-                    pg_loss, v_loss, s = ppo_losses(
-                        logp,
-                        old_logp[mb],
-                        minibatch_advantages[mb],
-                        values,
-                        old_values[mb],
-                        returns[mb],
-                        mask[mb],
-                        args.clip_coef,
-                        args.value_clip_coef,
-                        n_tokens,
-                        tis_weight[mb],
-                    )
-                    # the KL penalty: summed over each sequence's tokens, averaged over the minibatch's sequences
-                    kl_seq = kl_penalty(logp, ref_logp[mb], mask[mb])
-                    kl_loss = args.kl_coef * kl_seq.sum() / len(minibatch)
-                    (pg_loss + kl_loss + v_loss).backward()
-                    minibatch_loss += (pg_loss + kl_loss + v_loss).detach()
-                    stats["pg_loss"].append(pg_loss.item() * n_tokens.item() / mask[mb].sum().item())
-                    stats["v_loss"].append(v_loss.item() * n_tokens.item() / mask[mb].sum().item())
-                    stats["kl_penalty"].append(kl_seq.mean().item())
-                    stats["entropy"].append(masked_mean(entropy.detach(), mask[mb]).item())
-                    stats["clipfrac"].append(s["clipfrac"])
-                    stats["approx_kl"].append(s["approx_kl"])
+                        logp, entropy, _ = response_logprobs(policy, batch, mb, args.temperature)
+                        values = response_values(value_net, batch, mb)
+                    pg_loss, kl_loss, v_loss, s = ppo_losses(logp, values, batch, mb, len(minibatch), n_tokens, args)
+                    loss = pg_loss + kl_loss + v_loss
+                    loss.backward()
+                    minibatch_loss += loss.detach()
+                    stats.append(s | {"entropy": masked_mean(entropy, mask[mb]).item()})
                 grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), args.max_grad_norm)
                 value_grad_norm = torch.nn.utils.clip_grad_norm_(value_net.parameters(), args.max_grad_norm)
                 check_finite(
                     iteration, loss=minibatch_loss, gradient_norm=grad_norm, value_gradient_norm=value_grad_norm
                 )
                 # this step's learning rates, from its index in the run: a resumed run continues the schedule exactly
-                scale = lr_scale(optimizer_step, total_steps, args.warmup_ratio, args.lr_decay)
+                peaks = {policy_optimizer: args.learning_rate, value_optimizer: args.value_learning_rate}
+                set_learning_rates(peaks, optimizer_step, total_steps, args.warmup_ratio, args.lr_decay)
                 optimizer_step += 1
-                policy_optimizer.param_groups[0]["lr"] = args.learning_rate * scale
-                value_optimizer.param_groups[0]["lr"] = args.value_learning_rate * scale
                 policy_optimizer.step()
                 value_optimizer.step()
         t_updated = time.perf_counter()
@@ -583,83 +317,30 @@ if __name__ == "__main__":
         sync_seconds = sync_weights(llm, policy)
         t_end = time.perf_counter()
 
-        # 7. evaluate: greedy accuracy on the fixed test and training subsets
-        if args.eval_interval and test and (iteration % args.eval_interval == 0 or iteration == args.num_iterations):
-            evaluate(llm, eval_subsets, args.max_new_tokens, writer, iteration)
+        # 7. evaluate: greedy accuracy on the fixed test and training subsets, every --eval-interval iterations
+        evaluate(llm, eval_subsets, args, writer, iteration)
 
-        # 8. logging
+        # 8. log: every scalar to tensorboard, one line to stdout
         returns_flat, values_flat = returns[mask.bool()], old_values[mask.bool()]
         explained_var = 1 - (returns_flat - values_flat).var() / returns_flat.var().clamp(min=1e-8)
-        metrics = {
-            "charts/train_accuracy": scores.mean().item(),
-            "charts/all_correct_share": (scores.min(1).values == 1).float().mean().item(),
-            "charts/all_wrong_share": (scores.max(1).values == 0).float().mean().item(),
-            "charts/unparseable_share": unparseable.mean().item(),
-            "charts/response_length": lengths.float().mean().item(),
-            "charts/truncated_share": float(np.mean([c.truncated for cs in completions for c in cs])),
-            "charts/kl": (kl.sum(1)).mean().item(),
-            "charts/advantage_mean": masked_mean(advantages, mask).item(),
-            "charts/advantage_std": masked_mean((advantages - masked_mean(advantages, mask)) ** 2, mask).sqrt().item(),
-            "charts/tokens_per_second": lengths.sum().item() / (t_generated - t_start),
-            "charts/engine_logprob_gap": masked_mean(engine_log_ratio.abs(), mask).item(),
-            "charts/engine_kl": masked_mean(engine_log_ratio.exp() - engine_log_ratio - 1, mask).item(),
-            "charts/tis_clipped_share": masked_mean((engine_log_ratio.exp() > args.tis_cap).float(), mask).item()
-            if args.tis_cap
-            else 0.0,
-            "losses/policy_loss": np.mean(stats["pg_loss"]),
-            "losses/value_loss": np.mean(stats["v_loss"]),
-            "losses/entropy": np.mean(stats["entropy"]),
-            "losses/clipfrac": np.mean(stats["clipfrac"]),
-            "losses/approx_kl": np.mean(stats["approx_kl"]),
-            "losses/kl_penalty": np.mean(stats["kl_penalty"]),
-            "charts/learning_rate": policy_optimizer.param_groups[0]["lr"],
+        kl = old_logp - ref_logp  # per-token estimate of KL(policy || reference), logged (the loss has its own)
+        metrics = rollout_metrics(scores, unparseable, completions, mask, kl, advantages, t_generated - t_start)
+        metrics |= gap_metrics | mean_stats(stats)
+        metrics |= {
             "losses/explained_variance": explained_var.item(),
+            "charts/learning_rate": policy_optimizer.param_groups[0]["lr"],
             "time/generation": t_generated - t_start,
             "time/logprobs": t_logprobs - t_generated,
             "time/update": t_updated - t_logprobs,
-            "time/update_tokens_per_second": args.update_epochs * input_ids.numel() / (t_updated - t_logprobs),
+            "time/update_tokens_per_second": args.update_epochs * batch["input_ids"].numel() / (t_updated - t_logprobs),
             "time/sync": sync_seconds,
             "time/iteration": t_end - t_start,
         }
-        for name, value in metrics.items():
-            if rank == 0:
-                writer.add_scalar(name, value, iteration)
-        m = metrics
-        print(
-            f"iter {iteration}/{args.num_iterations} train_acc={m['charts/train_accuracy']:.3f} "
-            f"all_right={m['charts/all_correct_share']:.2f} all_wrong={m['charts/all_wrong_share']:.2f} "
-            f"kl={m['charts/kl']:.4f} entropy={m['losses/entropy']:.3f} clipfrac={m['losses/clipfrac']:.3f} "
-            f"v_loss={m['losses/value_loss']:.4f} len={m['charts/response_length']:.0f} "
-            f"time gen/logp/update/sync={m['time/generation']:.0f}/{m['time/logprobs']:.0f}/"
-            f"{m['time/update']:.0f}/{sync_seconds:.1f}s tok/s={m['charts/tokens_per_second']:.0f}",
-            flush=True,
-        )
+        log_iteration(writer, iteration, args.num_iterations, metrics)
 
         # 9. checkpoint: every --save-interval iterations, at the end, and when a signal asks the run to stop
-        stop = stop_requested()
-        if stop or iteration == args.num_iterations or (args.save_interval and iteration % args.save_interval == 0):
-            save_checkpoint(
-                run_dir if rank == 0 else None,
-                policy,
-                value_net,
-                tokenizer,
-                {
-                    "iteration": iteration,
-                    "args": asdict(args),
-                    "policy_optimizer": optimizer_state(policy, policy_optimizer),
-                    "value_optimizer": optimizer_state(value_net, value_optimizer),
-                    "python_rng": random.getstate(),
-                    "numpy_rng": np.random.get_state(),
-                    "torch_rng": every_rank(torch.get_rng_state()),
-                    "minibatch_rng": minibatch_generator.get_state(),
-                    "data_order": data_order,
-                    "data_position": data_position,
-                },
-            )
+        progress["iteration"] = iteration
+        stop = checkpoint(run_dir, models, tokenizer, minibatch_generator, progress, args)
         if stop:
-            print(f"stopped by {stop.name} after iteration {iteration}: continue with --resume {run_dir}", flush=True)
             break
-    if rank == 0:
-        writer.close()
-    if stop:
-        sys.exit(128 + stop)  # the shell's code for a process ended by that signal
+    end_run(writer, stop)

@@ -17,8 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from common.data import build_prompt, load_split  # noqa: E402
+from common.logprobs import pad_batch, response_logprobs  # noqa: E402
 from common.model import resolve_model  # noqa: E402
-from ppo import pad_batch, response_logprobs  # noqa: E402
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -30,7 +30,8 @@ if __name__ == "__main__":
     questions = load_split("arithmetic", "train", 1)[:8]
     prompts = [build_prompt(tokenizer, q["question"], "arithmetic") for q in questions]
     answers = [tokenizer(f" The answer is \\boxed{{{q['answer']}}}.")["input_ids"] for q in questions]
-    input_ids, attention_mask, mask, width = pad_batch(prompts, answers, tokenizer.eos_token_id)
+    batch = pad_batch(prompts, answers, tokenizer.eos_token_id)
+    rows, mask = torch.arange(len(prompts)), batch["mask"]
     policy = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     initial = {name: p.detach().clone() for name, p in policy.named_parameters()}
     count = sum(p.numel() for p in initial.values())
@@ -40,12 +41,12 @@ if __name__ == "__main__":
 
     def log_prob(bf16: bool) -> float:
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            return (response_logprobs(policy, input_ids, attention_mask, width, 1.0)[0] * mask).sum().item() / 8
+            return (response_logprobs(policy, batch, rows, 1.0)[0] * mask).sum().item() / 8
 
     start_fp32, start_bf16 = log_prob(False), log_prob(True)
     for step in range(1, args.steps + 1):
         optimizer.zero_grad()
-        (-(response_logprobs(policy, input_ids, attention_mask, width, 1.0)[0] * mask).sum()).backward()
+        (-(response_logprobs(policy, batch, rows, 1.0)[0] * mask).sum()).backward()
         optimizer.step()
         if step in (1, 5, 10, 20, 40, args.steps):
             changed = sum(

@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, AutoTokenizer  # noqa: E402
 
 from common.data import build_prompt, load_split  # noqa: E402
+from common.logprobs import model_inputs, pad_batch, response_logprobs  # noqa: E402
 from common.model import resolve_model  # noqa: E402
-from ppo import pad_batch, response_logprobs, response_values  # noqa: E402
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -33,7 +33,8 @@ if __name__ == "__main__":
     prompts = [build_prompt(tokenizer, q["question"], "arithmetic") for q in questions]
     generator = torch.Generator().manual_seed(0)
     responses = [torch.randint(100, 40000, (args.response,), generator=generator).tolist() for _ in prompts]
-    input_ids, attention_mask, mask, width = pad_batch(prompts, responses, tokenizer.eos_token_id)
+    batch = pad_batch(prompts, responses, tokenizer.eos_token_id)
+    rows, width = torch.arange(len(prompts)), batch["width"]
     policy = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     value_net = AutoModelForTokenClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
     optimizers = [torch.optim.AdamW(m.parameters(), lr=1e-7, weight_decay=0) for m in (policy, value_net)]
@@ -41,11 +42,11 @@ if __name__ == "__main__":
     def step(precision: str) -> dict:
         times, start = {}, time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            logp, _, _ = response_logprobs(policy, input_ids, attention_mask, width, 0.7)
+            logp, _, _ = response_logprobs(policy, batch, rows, 0.7)
         logp.sum().backward()
         times["policy forward+backward"], start = time.perf_counter() - start, time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            values = response_values(value_net, input_ids, attention_mask, width)
+            values = value_net(**model_inputs(batch, rows)).logits[:, width - 1 : -1, 0]  # as ppo.py's response_values
         values.sum().backward()
         times["value forward+backward"], start = time.perf_counter() - start, time.perf_counter()
         for optimizer in optimizers:

@@ -5,7 +5,7 @@ the reference *final* answer (extracted once, at load time), as `grading.grade` 
 - `arithmetic`: built in, generated from a seed, no download: "What is 4 + 8 * 3?". Difficulty is the number of
   digits of each operand and the number of operations; the default is one-digit operands, two operations, which the
   two demonstrations solve one operation per line, so that completions have several steps for VinePPO to value
-  (README, "Datasets and grading", has the default model's measured solve rates and steps per completion).
+  (docs/datasets.md has the default model's measured solve rates and steps per completion).
 - `gsm8k`: `openai/gsm8k` (config `main`) through Hugging Face `datasets`.
 - `math`: Hendrycks MATH as the VinePPO and LILO papers split it (Lightman et al.'s split):
   train on the 12k problems of MATH's train and test sets that are not in MATH-500, test
@@ -23,6 +23,8 @@ the reference *final* answer (extracted once, at load time), as `grading.grade` 
 
 import random
 from pathlib import Path
+
+import numpy as np
 
 from common.grading import extract_answer
 
@@ -62,7 +64,7 @@ FEWSHOT = {
     ]
 }
 # The default difficulty levels (digits per operand, operations), drawn uniformly; chosen from measured solve rates
-# (README, "Datasets and grading"): its pool holds always-, sometimes- and never-solved questions, in 3 steps.
+# (docs/datasets.md): its pool holds always-, sometimes- and never-solved questions, in 3 steps.
 ARITHMETIC_LEVELS = ((1, 2),)
 
 
@@ -197,3 +199,31 @@ def build_prompt(tokenizer, question: str, dataset: str, prompt_format: str = "c
     text = "".join(f"Question: {q} {INSTRUCTION}\nAnswer: {a}\n\n" for q, a in shots)
     text += f"Question: {question} {INSTRUCTION}\nAnswer:"
     return tokenizer(text)["input_ids"]
+
+
+def load_questions(args, tokenizer) -> tuple[list[dict], list[dict]]:
+    """--dataset's training questions and its first --eval-size test questions, each with its tokenised prompt;
+    questions whose prompt is longer than --max-prompt-tokens are left out."""
+    train, test = load_split(args.dataset, "train", args.seed), load_split(args.dataset, "test", args.seed)
+    for split in (train, test):
+        for example in split:
+            example["prompt"] = build_prompt(tokenizer, example["question"], args.dataset, args.prompt_format)
+    train = [e for e in train if len(e["prompt"]) <= args.max_prompt_tokens]
+    test = [e for e in test if len(e["prompt"]) <= args.max_prompt_tokens][: args.eval_size]
+    if not train:
+        raise SystemExit(f"error: no training question fits in --max-prompt-tokens {args.max_prompt_tokens}")
+    print(f"{args.dataset}: {len(train)} training questions, {len(test)} test questions")
+    return train, test
+
+
+def draw_questions(n: int, progress: dict) -> list[int]:
+    """The next `n` question indices in a random order of the dataset that is reshuffled after each pass (so no
+    repeats within a pass). `progress` holds the order and the position in it, which a checkpoint saves."""
+    drawn = []
+    while len(drawn) < n:
+        if progress["data_position"] == len(progress["data_order"]):
+            progress["data_order"], progress["data_position"] = np.random.permutation(len(progress["data_order"])), 0
+        start = progress["data_position"]
+        taken = progress["data_order"][start : start + n - len(drawn)].tolist()
+        drawn, progress["data_position"] = drawn + taken, start + len(taken)
+    return drawn

@@ -66,6 +66,11 @@ def leave_process_group() -> None:
     time.sleep(0.1)  # releases the GIL: a worker waiting for it finishes freeing before the interpreter finalises
 
 
+def rank() -> int:
+    """This process's rank: 0 without torchrun."""
+    return dist.get_rank() if TORCHRUN else 0
+
+
 def engine_seed(seed: int) -> int:
     """vLLM's sampling seed: different per engine (else all engines draw the same samples),
     the same within a tensor-parallel group (whose ranks must generate identically)."""

@@ -444,5 +444,15 @@ def grade(response: str, gold: str, timeout: float = GRADE_TIMEOUT) -> bool:
         return False
 
 
+def score(examples: list[dict], completions: list[list]) -> tuple[list[list[float]], list[list[float]]]:
+    """The reward of each completion, one row per example: 1.0 when its final answer is right, else 0.0; a
+    completion cut off at its token budget scores 0 whatever it holds, as in the papers' code (an unfinished answer
+    is not an answer). Also 1.0 where no final answer can be extracted at all, else 0.0."""
+    scores = [
+        [float(not c.truncated and grade(c.text, e["answer"])) for c in cs] for e, cs in zip(examples, completions)
+    ]
+    return scores, [[float(extract_answer(c.text) is None) for c in cs] for cs in completions]
+
+
 if __name__ == "__grading_worker__":
     _serve()

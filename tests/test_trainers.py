@@ -1,4 +1,4 @@
-"""What all four trainers must do, tested on each: learn in the right direction when the rewards are known, keep
+"""What all six trainers must do, tested on each: learn in the right direction when the rewards are known, keep
 the KL estimate's sign, divide log-probs by the sampling temperature, select the learnable questions (LILO),
 resume exactly, stop cleanly on a signal and refuse non-finite numbers.
 
@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 import grpo
 import lilo_grpo
 import lilo_ppo
+import lilo_ppo_buffered
 import lilo_vineppo
 import ppo
 import vineppo
@@ -25,7 +26,8 @@ from conftest import ROOT, answer_probability, assert_logged, only_run_dir, read
 
 TRAINERS = ["ppo.py", "vineppo.py", "grpo.py", "lilo_ppo.py", "lilo_vineppo.py", "lilo_grpo.py"]
 MODULES = {"ppo.py": ppo, "vineppo.py": vineppo, "grpo.py": grpo, "lilo_ppo.py": lilo_ppo,
-           "lilo_vineppo.py": lilo_vineppo, "lilo_grpo.py": lilo_grpo}  # fmt: skip
+           "lilo_vineppo.py": lilo_vineppo, "lilo_grpo.py": lilo_grpo,
+           "lilo_ppo_buffered.py": lilo_ppo_buffered}  # fmt: skip
 # 4 questions x 8 completions per iteration (LILO: from a pool of 16 questions, i.e. each coin question twice),
 # 2 epochs of 2 minibatches: 4 optimiser steps per iteration
 COIN_FLAGS = ["--questions-per-iteration", "4", "--completions-per-question", "8", "--minibatch-size", "16",
@@ -33,7 +35,8 @@ COIN_FLAGS = ["--questions-per-iteration", "4", "--completions-per-question", "8
               "--learning-rate", "1e-2", "--update-epochs", "2", "--num-iterations", "3"]  # fmt: skip
 EXTRA = {"ppo.py": ["--value-learning-rate", "1e-2"], "vineppo.py": ["--mc-rollouts", "8"]}
 EXTRA["grpo.py"] = EXTRA["lilo_grpo.py"] = []
-EXTRA["lilo_ppo.py"], EXTRA["lilo_vineppo.py"] = EXTRA["ppo.py"], EXTRA["vineppo.py"]
+EXTRA["lilo_ppo.py"] = EXTRA["lilo_ppo_buffered.py"] = EXTRA["ppo.py"]
+EXTRA["lilo_vineppo.py"] = EXTRA["vineppo.py"]
 
 
 def values(scalars, tag):
@@ -137,17 +140,6 @@ def test_kl_penalty_is_the_references_clamped_k3_sum(module):
     assert penalty.tolist() == pytest.approx([first, 10.0 + 10.0, 0.0], abs=1e-6)  # e^3 - 4 = 16.1 -> 10 each
 
 
-@pytest.mark.parametrize("module", MODULES.values(), ids=MODULES.keys())
-def test_lr_schedule_at_the_papers_length(module):
-    """MATH: 1000 iterations x 2 epochs x 8 minibatches = 16000 steps, warm-up ceil(0.03 x 16000) = 480 (log-shaped),
-    then linear decay to 0 (DeepSpeed's WarmupDecayLR, stepped after each optimiser step)."""
-    scale = [module.lr_scale(step, 16000, 0.03, True) for step in (0, 1, 241, 480, 481, 8000, 15999)]
-    expected = [1.0, 0.0, math.log(241) / math.log(480), 1.0, 1.0, 8001 / 15520, 2 / 15520]
-    assert scale == pytest.approx(expected, rel=1e-9)
-    assert module.lr_scale(8000, 16000, 0.03, decay=False) == 1.0
-    assert module.lr_scale(1, 100, 0.0, True) == 1.0 and module.lr_scale(51, 100, 0.0, True) == 0.5  # no warm-up
-
-
 def test_lilo_trains_on_the_most_learnable_questions(coin_run):
     """The pool holds each coin question twice: 8 never-solved (gold 3), 8 solved about half the time (gold 1).
     LILO must train on 4 of the latter; the pool's first 4 questions would include never-solved ones."""
@@ -160,31 +152,6 @@ def test_lilo_trains_on_the_most_learnable_questions(coin_run):
     assert values(scalars, "charts/all_wrong_share")[0] == 0.0  # before training: every gold-1 question is mixed
     assert all(b >= p for b, p in zip(values(scalars, "charts/batch_learnability"),
                                       values(scalars, "charts/pool_learnability")))  # fmt: skip
-
-
-@pytest.mark.parametrize("script", TRAINERS)
-def test_log_probs_are_those_of_the_sampling_temperature(script, tiny_model):
-    """Completions are sampled at --temperature: the trainer's log-probs must be those of logits / temperature."""
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
-    module = MODULES[script]
-    input_ids, attention_mask, _, width = module.pad_batch([[10, 11, 12]], [[13, 14, 15]], pad_id=0)
-    logp, _, _ = module.response_logprobs(model, input_ids, attention_mask, width, temperature=0.5)
-    with torch.no_grad():
-        logits = model(input_ids=input_ids).logits[0, width - 1 : -1]
-    expected = torch.log_softmax(logits / 0.5, -1).gather(-1, input_ids[0, width:, None]).squeeze(-1)
-    assert torch.allclose(logp[0], expected, atol=1e-5)
-    assert not torch.allclose(logp[0], torch.log_softmax(logits, -1).gather(-1, input_ids[0, width:, None])[:, 0])
-
-
-@pytest.mark.parametrize("script", TRAINERS)
-def test_a_completion_cut_off_at_max_new_tokens_scores_0(script):
-    """As in the papers' code (penalize_unfinished_response, penalty 0): an unfinished answer is not an answer."""
-    from common.vllm_utils import Completion
-
-    completions = [[Completion([1], "\\boxed{1}", False), Completion([1], "\\boxed{1}", True)]]
-    assert MODULES[script].score([{"answer": "1"}], completions).tolist() == [[1.0, 0.0]]
 
 
 def assert_same_weights(folder_a, folder_b):
@@ -219,11 +186,11 @@ def test_resume_is_exact(coin_run, coin_model, tmp_path):
     """Three iterations in one go, or stopped by SIGTERM after one or two and resumed with --resume: the same
     weights, bit for bit (vLLM samples from torch's global generator in this process, which the checkpoint
     restores; the learning-rate schedule continues from the step count). The coin model's layers are inert: with a
-    random model's, the first backward pass after a restart differs in floating-point detail (see the README),
+    random model's, the first backward pass after a restart differs in floating-point detail (see docs/running.md),
     which this test would not isolate from resume bugs."""
     script, whole, _, flags, _ = coin_run
     if script not in ("ppo.py", "grpo.py"):
-        pytest.skip("ppo.py (two models) and grpo.py here; lilo_vineppo.py, with its buffer, below")
+        pytest.skip("ppo.py (two models) and grpo.py here; lilo_ppo_buffered.py, with its buffer, below")
     split, stopped_at, _ = stopped_run(script, coin_model, tmp_path / "runs", *flags)
     assert stopped_at in (1, 2)
     result = run_script(script, "--model", coin_model, "--resume", str(split), *flags)
@@ -234,15 +201,16 @@ def test_resume_is_exact(coin_run, coin_model, tmp_path):
         assert_same_weights(whole / "checkpoint" / part, split / "checkpoint" / part)
 
 
-def test_lilo_vineppo_buffered_resume_is_exact(coin_model, coin_dataset, tmp_path):
-    """The buffer, filled at iteration 1 and drawn from at every iteration, is part of the checkpoint."""
-    buffered = ["--buffered", "--buffer-interval", "3", "--buffer-candidates", "8", "--buffer-completions", "4",
+def test_lilo_ppo_buffered_trains_and_resumes_exactly(coin_model, coin_dataset, tmp_path):
+    """The buffer, filled at iteration 1 and drawn from at every iteration, is part of the checkpoint. The
+    buffered variant learns too: of the 8 candidates only the 4 gold-1 questions are learnable."""
+    buffered = ["--buffer-interval", "3", "--buffer-candidates", "8", "--buffer-completions", "4",
                 "--buffer-size", "4"]  # fmt: skip
-    flags = ["--dataset", coin_dataset, *COIN_FLAGS, *EXTRA["lilo_vineppo.py"], *buffered]
-    whole, _ = train("lilo_vineppo.py", coin_model, tmp_path / "whole", *flags)
-    split, stopped_at, _ = stopped_run("lilo_vineppo.py", coin_model, tmp_path / "split", *flags)
+    flags = ["--dataset", coin_dataset, *COIN_FLAGS, *EXTRA["lilo_ppo_buffered.py"], *buffered]
+    whole, _ = train("lilo_ppo_buffered.py", coin_model, tmp_path / "whole", *flags)
+    split, stopped_at, _ = stopped_run("lilo_ppo_buffered.py", coin_model, tmp_path / "split", *flags)
     assert stopped_at in (1, 2)
-    result = run_script("lilo_vineppo.py", "--model", coin_model, "--resume", str(split), *flags)
+    result = run_script("lilo_ppo_buffered.py", "--model", coin_model, "--resume", str(split), *flags)
     assert result.returncode == 0, result.stderr[-3000:]
     # a refill at iteration 1 (8 candidates x 4 completions) and 4 questions x 8 completions each iteration, half
     # of the questions from the buffer: after resuming too, as the buffer was restored
@@ -250,7 +218,9 @@ def test_lilo_vineppo_buffered_resume_is_exact(coin_model, coin_dataset, tmp_pat
         scalars = read_scalars(run_dir)
         assert values(scalars, "charts/completions_generated") == [32.0 + 32.0, 32.0, 32.0]
         assert values(scalars, "charts/questions_from_buffer") == [2.0, 2.0, 2.0]
-    assert_same_weights(whole / "checkpoint" / "policy", split / "checkpoint" / "policy")
+    for part in ("policy", "value"):
+        assert_same_weights(whole / "checkpoint" / part, split / "checkpoint" / part)
+    assert answer_probability(whole / "checkpoint" / "policy", "1") > 0.7
 
 
 def test_sigterm_stops_with_a_checkpoint_and_a_nan_never_reaches_it(coin_model, coin_dataset, tmp_path):
@@ -313,54 +283,54 @@ def test_group_advantages_on_crafted_groups(module):
     assert module.group_advantages(rewards, scale=False).flatten().tolist() == pytest.approx(sum(dr_grpo, []))
 
 
+def policy_losses(module, logp, mask, **tensors):
+    """(policy loss, KL loss) of `module`'s ppo_losses on one micro-batch that is the whole minibatch, with the
+    trainer's default Args; the tensors not given are 0 (TIS weights 1). Each trainer's own signature."""
+    zeros, args = torch.zeros_like(mask), tensors.pop("args", module.Args())
+    batch = {"mask": mask, "old_logp": zeros, "ref_logp": zeros, "advantages": zeros, "old_values": zeros,
+             "returns": zeros, "tis_weight": torch.ones_like(mask)} | tensors  # fmt: skip
+    rows, n_sequences = torch.arange(len(mask)), len(mask)
+    if hasattr(module, "compute_gae"):  # PPO: values too
+        pg_loss, kl_loss, _, _ = module.ppo_losses(logp, zeros, batch, rows, n_sequences, mask.sum(), args)
+    elif hasattr(module, "group_advantages"):  # GRPO: completions averaged per sequence
+        pg_loss, kl_loss, _ = module.ppo_losses(logp, batch, rows, n_sequences, args)
+    else:
+        pg_loss, kl_loss, _ = module.ppo_losses(logp, batch, rows, n_sequences, mask.sum(), args)
+    return pg_loss.item(), kl_loss.item()
+
+
+@pytest.mark.parametrize("module", MODULES.values(), ids=MODULES.keys())
+def test_tis_weights_weight_each_tokens_policy_loss(module):
+    """At ratio 1 and advantage 1 a token's policy loss is -weight: over these 3 tokens of one sequence the mean is
+    -(0.5 + 1 + 2) / 3 in every trainer (a weight left out of the clipped branch would give -1 for the token at 2)."""
+    ones = torch.ones(1, 3)
+    loss, _ = policy_losses(module, torch.zeros(1, 3), ones, advantages=ones, tis_weight=torch.tensor([[0.5, 1, 2]]))
+    assert loss == pytest.approx(-3.5 / 3)
+
+
+@pytest.mark.parametrize("module", MODULES.values(), ids=MODULES.keys())
+def test_the_kl_loss_is_the_sequences_k3_sums_averaged_over_the_minibatchs_sequences(module):
+    """As the papers' code: kl_coef x each sequence's summed penalty, divided by the number of sequences (2 here),
+    not of tokens (5 here). Each token's k3 is exp(-0.5) - 1 + 0.5 for logp = ref + 0.5."""
+    mask = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.0, 0.0]])
+    args = module.Args(kl_coef=0.1)
+    _, kl_loss = policy_losses(module, torch.full((2, 4), 0.5), mask, args=args)
+    k3 = math.exp(-0.5) - 1 + 0.5
+    assert kl_loss == pytest.approx(0.1 * (4 * k3 + 1 * k3) / 2)
+
+
 @pytest.mark.parametrize("module", [grpo, lilo_grpo])
 def test_grpo_loss_averages_each_completion_then_the_completions(module):
     """At ratio 1 the loss is -advantage per token: GRPO averages each completion over its own tokens (a long
-    completion counts as much as a short one), Dr. GRPO divides every completion's sum by the same constant."""
-    zeros = torch.zeros(2, 4)
+    completion counts as much as a short one); Dr. GRPO (--dr-grpo) divides every completion's sum by the same
+    constant, --max-new-tokens, on completions of unequal length."""
     advantages = torch.tensor([[1.0, 1.0, 1.0, 1.0], [-1.0, 0.0, 0.0, 0.0]])
     mask = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.0, 0.0]])
-    loss, _ = module.ppo_loss(zeros, zeros, advantages, mask, 0.2, n_sequences=2)
-    assert loss.item() == pytest.approx((-1.0 + 1.0) / 2)  # a token mean would give (-4 + 1) / 5
-    loss, _ = module.ppo_loss(zeros, zeros, advantages, mask, 0.2, n_sequences=2, length=8)
-    assert loss.item() == pytest.approx((-4 / 8 + 1 / 8) / 2)
-
-
-@pytest.mark.parametrize("module", MODULES.values(), ids=MODULES.keys())
-def test_nucleus_log_mass_is_what_vllms_top_p_keeps(module):
-    """The trainer's log-prob of a token under the engine's sampling rule is vLLM's own: its top-p cut (vLLM's
-    function, run here on crafted logits), then renormalised over the tokens kept."""
-    from vllm.v1.sample.ops.topk_topp_sampler import apply_top_k_top_p_pytorch
-
-    torch.manual_seed(0)
-    logits = torch.randn(6, 50) * 3
-    logp_all = torch.log_softmax(logits, -1)
-    for top_p in (0.5, 0.9, 0.99):
-        kept = apply_top_k_top_p_pytorch(logits.clone(), None, torch.full((6,), top_p))
-        inside = kept.isfinite()
-        assert 6 < inside.sum() < inside.numel()  # the nucleus dropped some tokens, and kept more than one
-        engine_logp = torch.log_softmax(kept, -1)
-        trainer_logp = logp_all - module.nucleus_log_mass(logp_all, top_p)[:, None]
-        assert torch.allclose(trainer_logp[inside], engine_logp[inside], atol=1e-5), top_p
-
-
-@pytest.mark.parametrize("module", MODULES.values(), ids=MODULES.keys())
-def test_tis_weights_truncate_the_ratio_and_weight_each_tokens_policy_loss(module):
-    """Truncated importance sampling: min(pi_old / pi_engine, cap) per token, on crafted log-probs; cap 0: off. At
-    ratio 1 and advantage 1 a token's policy loss is -weight: the mean over these 3 tokens is -(0.5 + 1 + 2) / 3
-    (a weight left out of the clipped branch would give -1 for the token at 2)."""
-    log_ratio = torch.tensor([[0.5, 1.0, 3.0]]).log()
-    weight = module.tis_weights(log_ratio, 2.0)
-    assert weight[0].tolist() == pytest.approx([0.5, 1.0, 2.0])
-    assert module.tis_weights(log_ratio, 0.0).tolist() == [[1.0, 1.0, 1.0]]
-    zeros, ones = torch.zeros(1, 3), torch.ones(1, 3)
-    if hasattr(module, "ppo_losses"):
-        loss, _, _ = module.ppo_losses(zeros, zeros, ones, zeros, zeros, zeros, ones, 0.2, 0.2, 3, tis_weight=weight)
-    elif hasattr(module, "group_advantages"):
-        loss, _ = module.ppo_loss(zeros, zeros, ones, ones, 0.2, n_sequences=1, tis_weight=weight)
-    else:
-        loss, _ = module.ppo_loss(zeros, zeros, ones, ones, 0.2, n_tokens=3, tis_weight=weight)
-    assert loss.item() == pytest.approx(-3.5 / 3)
+    loss, _ = policy_losses(module, torch.zeros(2, 4), mask, advantages=advantages)
+    assert loss == pytest.approx((-1.0 + 1.0) / 2)  # a token mean would give (-4 + 1) / 5
+    args = module.Args(dr_grpo=True, max_new_tokens=8)
+    loss, _ = policy_losses(module, torch.zeros(2, 4), mask, advantages=advantages, args=args)
+    assert loss == pytest.approx((-4 / 8 + 1 / 8) / 2)  # each completion's own length would give (-1 + 1) / 2
 
 
 @pytest.mark.parametrize(("precision", "top_p"), [("fp32", "1.0"), ("fp32", "0.8"), ("bf16", "1.0")])

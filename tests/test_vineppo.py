@@ -5,7 +5,7 @@ import pytest
 import lilo_vineppo
 import vineppo
 from common.steps import split_gsm8k, split_math
-from conftest import TINY_FLAGS, assert_logged, read_scalars, train
+from conftest import TINY_FLAGS, assert_logged, read_scalars, run_script, train
 
 
 @pytest.fixture(scope="module")
@@ -191,9 +191,12 @@ def test_credit_assignment_by_hand(module):
     assert module.credit_assignment([[0.5, 1.0], [0.0, 0.0]], [1, 1]) == (0.0, 0.0)  # single steps: a baseline
 
 
-def test_check_args_rejects_unknown_step_rules():
-    with pytest.raises(SystemExit, match="--step-split must be gsm8k or math"):
-        vineppo.check_args(vineppo.Args(step_split="lines"))
-    with pytest.raises(SystemExit, match="--max-value-steps must be >= 0"):
-        vineppo.check_args(vineppo.Args(max_value_steps=-1))
-    vineppo.check_args(vineppo.Args(step_split="math", max_value_steps=25))
+@pytest.mark.parametrize(
+    "flags, message",
+    [(["--step-split", "lines"], "--step-split must be gsm8k or math"),
+     (["--max-value-steps", "-1"], "--max-value-steps must be >= 0")],
+)  # fmt: skip
+def test_check_args_rejects_unknown_step_rules(flags, message, tmp_path):
+    result = run_script("vineppo.py", "--output-dir", str(tmp_path / "runs"), *flags, timeout=300)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"error: {message}"

@@ -170,3 +170,26 @@ def test_a_bf16_engine_samples_from_the_policys_bf16_weights(default_llm):
     sync_weights(default_llm, initial)  # leave it as found
     gap_to_policy, gap_to_initial = torch.cat(gap_to_policy).abs().mean(), torch.cat(gap_to_initial).abs().mean()
     assert gap_to_policy < 0.02 and gap_to_initial > 1.8 * gap_to_policy, (gap_to_policy, gap_to_initial)
+
+
+def test_evaluation_decodes_greedily(tiny_llm, prompts, tmp_path):
+    """Two evaluations of the same weights under different states of torch's generator (from which vLLM samples in
+    this process) give the same completions: greedy decoding. Sampling, at any temperature, would not on the random
+    tiny model's flat distributions."""
+    import json
+    from types import SimpleNamespace
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    from common.evaluation import evaluate
+
+    examples = [{"question": str(i), "answer": "1", "prompt": prompt} for i, prompt in enumerate(prompts)]
+    args, writer = SimpleNamespace(eval_interval=1, num_iterations=2, max_new_tokens=16), SummaryWriter(str(tmp_path))
+    for iteration in (1, 2):
+        torch.manual_seed(iteration)
+        evaluate(tiny_llm, {"test": examples, "train_subset": examples[:1]}, args, writer, iteration)
+    completions = [
+        [json.loads(line)["completion"] for line in (tmp_path / "eval" / f"test_{iteration}.jsonl").open()]
+        for iteration in (1, 2)
+    ]
+    assert completions[0] == completions[1] and len(completions[0]) == len(prompts)

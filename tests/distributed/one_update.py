@@ -19,32 +19,33 @@ sys.path.insert(0, str(ROOT))
 from transformers import AutoModelForCausalLM  # noqa: E402
 
 from common.distributed import init_distributed, model_state, rank_rows, shard_model  # noqa: E402
-from ppo import pad_batch, ppo_losses, response_logprobs  # noqa: E402
+from common.logprobs import pad_batch, response_logprobs  # noqa: E402
+from ppo import Args, ppo_losses  # noqa: E402
 
 if __name__ == "__main__":
     model_path, out_file = sys.argv[1], sys.argv[2]
     rank, _, device = init_distributed()
     generator = torch.Generator().manual_seed(0)
-    lengths = torch.randint(
-        3, 12, (8, 2), generator=generator
-    ).tolist()  # 8 sequences: prompt and response lengths differ
+    # 8 sequences: prompt and response lengths differ
+    lengths = torch.randint(3, 12, (8, 2), generator=generator).tolist()
     prompts = [torch.randint(0, 1000, (p,), generator=generator).tolist() for p, _ in lengths]
     responses = [torch.randint(0, 1000, (r,), generator=generator).tolist() for _, r in lengths]
-    input_ids, attention_mask, mask, width = pad_batch(prompts, responses, pad_id=0)
+    batch = pad_batch(prompts, responses, pad_id=0)
+    mask = batch["mask"]
     advantages = torch.randn(mask.shape, generator=generator) * mask
     policy = shard_model(AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32), device)
     optimizer = torch.optim.SGD(policy.parameters(), lr=1.0)
     with torch.no_grad():
-        old_logp = response_logprobs(policy, input_ids, attention_mask, width, 1.0)[0] * mask
+        old_logp = response_logprobs(policy, batch, torch.arange(len(responses)), 1.0)[0] * mask
+    zeros = torch.zeros_like(mask)
+    batch |= {"old_logp": old_logp - 0.1, "ref_logp": old_logp, "advantages": advantages, "tis_weight": mask,
+              "old_values": zeros, "returns": zeros}  # fmt: skip
     # the minibatch loop of ppo.py: the whole batch is one minibatch, micro-batches of 2 per rank
     minibatch = torch.randperm(len(responses), generator=generator)
     n_tokens = mask[minibatch].sum()
     for mb in rank_rows(minibatch).split(2):
-        logp, _, _ = response_logprobs(policy, input_ids[mb], attention_mask[mb], width, 1.0)
-        values = torch.zeros_like(logp)
-        pg_loss, _, _ = ppo_losses(
-            logp, old_logp[mb] - 0.1, advantages[mb], values, values, values, mask[mb], 0.2, 0.2, n_tokens
-        )
+        logp, _, _ = response_logprobs(policy, batch, mb, 1.0)
+        pg_loss, _, _, _ = ppo_losses(logp, torch.zeros_like(logp), batch, mb, len(minibatch), n_tokens, Args())
         pg_loss.backward()
     optimizer.step()
     weights = model_state(policy)

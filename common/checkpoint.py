@@ -1,0 +1,78 @@
+"""Checkpoints and exact resume: what a run needs to continue as if it had never stopped.
+
+A checkpoint holds the trainable models (`save_pretrained`, loadable on their own), and in `state.pt` the
+optimisers' state, every random generator (python's, numpy's, torch's on each rank, from which vLLM samples in
+this process, and the minibatch order's), the data order and position, the iteration and the run's Args. It is
+written beside the previous one and swapped in, so a kill at any moment leaves a whole checkpoint on disk. Under
+torchrun every rank gathers the full tensors and rank 0 writes them, so a checkpoint loads with any number of ranks.
+"""
+
+import random
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.distributed import every_rank, load_optimizer_state, model_state, optimizer_state, rank
+from common.guards import check_finite, stop_requested
+
+
+def save_checkpoint(run_dir: Path, models: dict, tokenizer, generator, progress: dict, args) -> None:
+    """`models` maps a name ("policy", "value") to (model, optimiser); `progress` is the loop's state (iteration,
+    data order and position, ...). Collective under torchrun: every rank calls it, rank 0 writes. Non-finite
+    weights stop the run before anything is written."""
+    weights = {name: model_state(model) for name, (model, _) in models.items()}
+    check_finite(progress["iteration"], **{f"{name}_weights": w for name, w in weights.items()})
+    state = {**progress, "args": asdict(args)}
+    state |= {f"{name}_optimizer": optimizer_state(model, optimizer) for name, (model, optimizer) in models.items()}
+    state |= {"python_rng": random.getstate(), "numpy_rng": np.random.get_state(),
+              "torch_rng": every_rank(torch.get_rng_state()), "minibatch_rng": generator.get_state()}  # fmt: skip
+    if rank() != 0:
+        return
+    tmp, final = run_dir / "checkpoint.tmp", run_dir / "checkpoint"
+    for name, (model, _) in models.items():
+        model.save_pretrained(tmp / name, state_dict=weights[name])
+    tokenizer.save_pretrained(tmp / "policy")
+    torch.save(state, tmp / "state.pt")
+    if final.exists():
+        final.rename(run_dir / "checkpoint.old")
+    tmp.rename(final)
+    if (run_dir / "checkpoint.old").exists():
+        shutil.rmtree(run_dir / "checkpoint.old")
+
+
+def checkpoint(run_dir, models: dict, tokenizer, generator, progress: dict, args):
+    """Save a checkpoint every --save-interval iterations, at the end, and when SIGTERM or SIGINT asked the run to
+    stop (common/guards.py); returns that signal, or None."""
+    iteration, stop = progress["iteration"], stop_requested()
+    if stop or iteration == args.num_iterations or (args.save_interval and iteration % args.save_interval == 0):
+        save_checkpoint(run_dir, models, tokenizer, generator, progress, args)
+    if stop:
+        print(f"stopped by {stop.name} after iteration {iteration}: continue with --resume {run_dir}", flush=True)
+    return stop
+
+
+def saved_model(args, name: str, model_path: str) -> str | Path:
+    """Where to load model `name` from: --resume's checkpoint, or `model_path` for a new run."""
+    return Path(args.resume) / "checkpoint" / name if args.resume else model_path
+
+
+def load_checkpoint(args, models: dict, generator) -> dict:
+    """Restore --resume's optimisers and random generators (the models were loaded from `saved_model`); returns the
+    loop's state (iteration, data order and position, ...). Warns when the run's Args differ from the saved ones."""
+    # mapped: N ranks share one copy in memory
+    state = torch.load(Path(args.resume) / "checkpoint" / "state.pt", weights_only=False, mmap=True)
+    for name, (model, optimizer) in models.items():
+        load_optimizer_state(model, optimizer, state[f"{name}_optimizer"])
+    random.setstate(state["python_rng"])
+    np.random.set_state(state["numpy_rng"])
+    torch.set_rng_state(state["torch_rng"][rank() % len(state["torch_rng"])])  # each engine's sampling
+    generator.set_state(state["minibatch_rng"])
+    print(f"resumed from {args.resume} at iteration {state['iteration'] + 1}")
+    saved = state["args"]
+    changed = [k for k, v in asdict(args).items() if k not in ("resume", "num_iterations") and saved.get(k) != v]
+    if changed:
+        print(f"warning: resuming with Args that differ from the run's: {', '.join(changed)}")
+    return {k: v for k, v in state.items() if k != "args" and not k.endswith(("_optimizer", "_rng"))}

@@ -1,0 +1,36 @@
+"""Greedy evaluation on fixed subsets of questions, the measure of learning that does not depend on which (easy or
+hard) questions an iteration happened to sample."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from common.grading import grade
+from common.vllm_utils import generate
+
+
+def evaluate(llm, subsets: dict, args, writer, iteration: int) -> None:
+    """At iteration 0, every --eval-interval iterations and at the last: greedy accuracy on each fixed subset of
+    questions (`subsets`: name -> examples), logged as charts/<subset>_accuracy; each question's completion and grade
+    go to eval/<subset>_<iteration>.jsonl in the run folder (for paired comparisons between runs)."""
+    if not args.eval_interval or not subsets["test"]:
+        return
+    if iteration % args.eval_interval and iteration != args.num_iterations:
+        return
+    for name, examples in subsets.items():
+        prompts = [e["prompt"] for e in examples]
+        completions = generate(llm, prompts, n=1, temperature=0.0, top_p=1.0, max_tokens=args.max_new_tokens)
+        correct = [grade(c[0].text, e["answer"]) for c, e in zip(completions, examples)]
+        accuracy = float(np.mean(correct))
+        if writer:
+            writer.add_scalar(f"charts/{name}_accuracy", accuracy, iteration)
+            rows = [
+                {"question": e["question"], "answer": e["answer"], "completion": c[0].text, "correct": right}
+                for e, c, right in zip(examples, completions, correct)
+            ]
+            (Path(writer.log_dir) / "eval").mkdir(exist_ok=True)
+            with open(Path(writer.log_dir) / "eval" / f"{name}_{iteration}.jsonl", "w") as f:
+                f.writelines(json.dumps(row) + "\n" for row in rows)
+        print(f"iter {iteration} {name}_accuracy={accuracy:.3f}")
+    llm.reset_prefix_cache()  # leave the engine as a resumed run finds it, for an exact resume

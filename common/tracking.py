@@ -1,0 +1,102 @@
+"""The run folder and what a run reports: tensorboard (and wandb with --track), one stdout line per iteration.
+
+Runs live in `runs/<exp_name>__<dataset>__<seed>__<time>/` (or the folder given to --resume), as in CleanRL; under
+torchrun rank 0 alone logs. Scalars are grouped as CleanRL groups them: `charts/`, `losses/`, `time/`.
+"""
+
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from torch.utils.tensorboard import SummaryWriter
+
+from common.distributed import rank
+from common.logprobs import masked_mean
+
+# The stdout line: tag -> (label, format), for each tag the trainer logs, in this order
+LINE = {
+    "charts/train_accuracy": ("train_acc", ".3f"),
+    "charts/all_correct_share": ("all_right", ".2f"),
+    "charts/all_wrong_share": ("all_wrong", ".2f"),
+    "charts/pool_all_correct_share": ("pool_right", ".2f"),
+    "charts/pool_all_wrong_share": ("pool_wrong", ".2f"),
+    "charts/kl": ("kl", ".4f"),
+    "losses/entropy": ("entropy", ".3f"),
+    "losses/clipfrac": ("clipfrac", ".3f"),
+    "losses/value_loss": ("v_loss", ".4f"),
+    "charts/zero_advantage_share": ("zero_adv", ".2f"),
+    "charts/mc_completions": ("mc", ".0f"),
+    "charts/response_length": ("len", ".0f"),
+}
+PHASES = {"time/generation": "gen", "time/logprobs": "logp", "time/mc_rollouts": "mc", "time/update": "update",
+          "time/sync": "sync"}  # fmt: skip
+
+
+def start_run(args):
+    """The run folder and its tensorboard writer, which records the hyperparameters (None on ranks other than 0);
+    wandb too with --track. A new run also gets args.json."""
+    name = f"{args.exp_name}__{Path(args.dataset).stem}__{args.seed}__{int(time.time())}"
+    run_dir = Path(args.resume) if args.resume else Path(args.output_dir) / name
+    if rank() != 0:
+        return run_dir, None
+    if args.track:
+        import wandb
+
+        wandb.init(project=args.wandb_project_name, config=vars(args), name=run_dir.name, sync_tensorboard=True)
+    writer = SummaryWriter(str(run_dir))
+    table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
+    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+    if not args.resume:
+        (run_dir / "args.json").write_text(json.dumps(asdict(args), indent=2))
+    print(f"run folder: {run_dir}")
+    return run_dir, writer
+
+
+def rollout_metrics(scores, unparseable, completions, mask, kl, advantages, generation_seconds: float) -> dict:
+    """What every trainer logs about an iteration's rollouts: accuracy, the shares of questions all right and all
+    wrong (no learning signal for a group-relative or Monte-Carlo advantage), answers missing or cut off, response
+    length, the KL to the reference (per-token estimates `kl`, summed per sequence), the advantages, and the engine's
+    speed."""
+    lengths = mask.sum(1).long()
+    mean = masked_mean(advantages, mask)
+    return {
+        "charts/train_accuracy": scores.mean().item(),
+        "charts/all_correct_share": (scores.min(1).values == 1).float().mean().item(),
+        "charts/all_wrong_share": (scores.max(1).values == 0).float().mean().item(),
+        "charts/unparseable_share": unparseable.mean().item(),
+        "charts/response_length": lengths.float().mean().item(),
+        "charts/truncated_share": float(np.mean([c.truncated for cs in completions for c in cs])),
+        "charts/kl": (kl.sum(1)).mean().item(),
+        "charts/advantage_mean": mean.item(),
+        "charts/advantage_std": masked_mean((advantages - mean) ** 2, mask).sqrt().item(),
+        "charts/tokens_per_second": lengths.sum().item() / generation_seconds,
+    }
+
+
+def mean_stats(stats: list[dict]) -> dict:
+    """Each loss statistic (one dict per micro-batch) averaged over the update, as `losses/<name>`."""
+    return {f"losses/{name}": np.mean([s[name] for s in stats]) for name in stats[0]}
+
+
+def log_iteration(writer, iteration: int, num_iterations: int, metrics: dict) -> None:
+    """Every scalar to tensorboard (rank 0), and one line to stdout."""
+    if writer:
+        for name, value in metrics.items():
+            writer.add_scalar(name, value, iteration)
+    fields = [f"{label}={metrics[tag]:{spec}}" for tag, (label, spec) in LINE.items() if tag in metrics]
+    phases = [tag for tag in PHASES if tag in metrics]
+    seconds = "/".join(f"{metrics[tag]:.1f}" if tag == "time/sync" else f"{metrics[tag]:.0f}" for tag in phases)
+    fields.append(f"time {'/'.join(PHASES[tag] for tag in phases)}={seconds}s")
+    fields.append(f"tok/s={metrics['charts/tokens_per_second']:.0f}")
+    print(f"iter {iteration}/{num_iterations} " + " ".join(fields), flush=True)
+
+
+def end_run(writer, stop) -> None:
+    """Close the logs; a run stopped by a signal exits with the shell's code for it (128 + its number)."""
+    if writer:
+        writer.close()
+    if stop:
+        sys.exit(128 + stop)

@@ -1,0 +1,391 @@
+"""PPO for maths reasoning with a language model: a learned value network and GAE.
+
+With LILO's buffered variant (Foster & Foerster, "Learning to Reason at the Frontier of Learnability"; the
+authors' "true SFL", for PPO only in their code): every `buffer_interval` iterations, `buffer_candidates` fresh
+questions get `buffer_completions` completions each, and the `buffer_size` with the highest learnability p(1 - p)
+fill a buffer; each iteration trains on `buffer_share` of its questions from the buffer and the rest drawn
+uniformly, all of them. `diff lilo_ppo.py lilo_ppo_buffered.py` is the whole variant.
+
+The classic baseline of the VinePPO and LILO papers. Each iteration samples questions,
+generates completions with vLLM, rewards correct final answers, estimates per-token
+advantages with a value network (a copy of the policy with a scalar head) and GAE, and
+takes clipped PPO steps on the policy and value network. Run `python ppo.py --help`.
+"""
+
+import os
+import random
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import tyro
+from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, AutoTokenizer
+
+from common.args import check_args
+from common.checkpoint import checkpoint, load_checkpoint, saved_model
+from common.data import draw_questions, load_questions
+from common.distributed import init_distributed, rank_rows
+from common.evaluation import evaluate
+from common.grading import score
+from common.guards import catch_stop_signals, check_finite
+from common.logprobs import batched, engine_gap, masked_mean, model_inputs, pad_batch, response_logprobs
+from common.model import load_model, resolve_model
+from common.schedule import set_learning_rates
+from common.tracking import end_run, log_iteration, mean_stats, rollout_metrics, start_run
+from common.vllm_utils import generate, start_engine, sync_weights
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (the first part of the run name)"""
+    seed: int = 1
+    """seed of python, numpy, torch and vLLM"""
+    model: str | None = None
+    """Hugging Face model id or local folder; unset: the embedded SmolLM2-135M-Instruct"""
+    dataset: str = "arithmetic"
+    """arithmetic (built in), gsm8k, math, orz57k, or a local .jsonl/.json/.parquet/.csv file"""
+    prompt_format: str = "chat"
+    """chat: the chat template asking for a boxed answer; vineppo: the papers' SFT models' own format"""
+    num_iterations: int = 20
+    """number of iterations (rollout + update) to train for"""
+    questions_per_iteration: int = 4
+    """questions sampled per iteration (VinePPO paper: 64)"""
+    completions_per_question: int = 4
+    """completions generated per question (VinePPO paper: 8)"""
+    buffer_interval: int = 10
+    """refill the buffer every T iterations (authors' code: 50)"""
+    buffer_candidates: int = 32
+    """N candidate questions scored at each refill (authors' code: 1280)"""
+    buffer_completions: int = 4
+    """L completions per candidate to estimate its success rate (authors' code: 8)"""
+    buffer_size: int = 8
+    """K most learnable candidates kept in the buffer (authors' code: 256)"""
+    buffer_share: float = 0.5
+    """share rho of each iteration's questions taken from the buffer (authors' code: 0.5)"""
+    max_new_tokens: int = 64
+    """maximum tokens per completion (papers: 1024)"""
+    max_prompt_tokens: int = 512
+    """training and test questions whose prompt is longer are left out"""
+    temperature: float = 0.7
+    """sampling temperature of the training rollouts (VinePPO paper: 0.6)"""
+    top_p: float = 1.0
+    """nucleus sampling threshold of the training rollouts (VinePPO paper: 0.9)"""
+    unparseable_penalty: float = 0.0
+    """reward subtracted when no final answer can be extracted (off by default)"""
+    learning_rate: float = 2e-6
+    """peak policy learning rate (VinePPO paper: 1e-6; at 1e-5 the default model's KL reached 4 nats in 3 iterations)"""
+    value_learning_rate: float = 1e-4
+    """peak value network learning rate (VinePPO paper: 1e-6 as the policy; higher here: 20 iterations, new head)"""
+    warmup_ratio: float = 0.03
+    """share of the optimiser steps spent warming the learning rates up, log-shaped as in the papers' code (0.03)"""
+    lr_decay: bool = True
+    """decay the learning rates linearly to 0 at the end after the warm-up (papers' code: on)"""
+    update_epochs: int = 1
+    """passes over the iteration's completions per update (VinePPO paper: 2)"""
+    minibatch_size: int = 8
+    """completions per optimiser step (VinePPO paper: 64)"""
+    micro_batch_size: int = 8
+    """completions per forward/backward pass; gradients are accumulated up to the minibatch"""
+    clip_coef: float = 0.2
+    """PPO clipping range of the probability ratio"""
+    value_clip_coef: float = 0.2
+    """clipping range of the value update around the old values"""
+    kl_coef: float = 1e-4
+    """coefficient of the KL penalty to the initial policy, a term of the loss (VinePPO paper: 1e-4)"""
+    whiten_advantages: bool = True
+    """normalise the advantages of each minibatch to zero mean and unit variance over its tokens (papers: on)"""
+    gamma: float = 1.0
+    """discount factor (papers: 1)"""
+    gae_lambda: float = 1.0
+    """GAE lambda (VinePPO paper's PPO: 1)"""
+    max_grad_norm: float = 1.0
+    """gradient-norm clipping threshold"""
+    precision: str = "fp32"
+    """fp32: trainer and engine in fp32; bf16: bf16 autocast over fp32 weights beside a bf16 engine (papers: bf16)"""
+    tis_cap: float = 2.0
+    """truncated importance sampling: weight each token's policy loss by min(trainer / engine prob., this); 0: off"""
+    eval_interval: int = 5
+    """evaluate every this many iterations (and at the start and the end); 0 disables"""
+    eval_size: int = 100
+    """questions in each fixed evaluation subset: test questions, and training questions (greedy decoding)"""
+    save_interval: int = 10
+    """checkpoint every this many iterations (and at the end); 0: only at the end"""
+    output_dir: str = "runs"
+    """folder that holds one sub-folder per run (tensorboard events, checkpoint)"""
+    resume: str | None = None
+    """a run folder (runs/<run name>) to continue from its last checkpoint"""
+    vllm_gpu_memory_utilization: float = 0.3
+    """share of the GPU memory vLLM may take (the rest is left to training)"""
+    vllm_tensor_parallel_size: int = 1
+    """GPUs per vLLM engine under torchrun (one engine per group of this many; the engines share out the prompts)"""
+    track: bool = False
+    """log to Weights and Biases too"""
+    wandb_project_name: str = "llm-math-rl"
+    """the wandb project name"""
+
+
+def rollout(llm, examples: list[dict], n: int, args: Args):
+    """`n` sampled completions for each example's prompt, with the engine's log-prob of each token."""
+    prompts = [e["prompt"] for e in examples]
+    return generate(llm, prompts, n, args.temperature, args.top_p, args.max_new_tokens, logprobs=True)
+
+
+def select_learnable(scores: torch.Tensor, k: int) -> list[int]:
+    """Indices of the `k` questions (rows of 0/1 `scores`) with the highest learnability p(1 - p), p the
+    row's mean: questions always or never solved teach nothing. Ties are broken at random."""
+    p = scores.mean(1).numpy()
+    return np.lexsort((np.random.random(len(p)), -p * (1 - p)))[:k].tolist()
+
+
+def response_values(value_net, batch: dict, rows: torch.Tensor):
+    """The value network's estimate of the state before each response token of the batch's `rows`."""
+    width = batch["width"]
+    return value_net(**model_inputs(batch, rows)).logits[:, width - 1 : -1, 0].float()
+
+
+def compute_gae(rewards, values, mask, gamma, lam):
+    """Generalised advantage estimation over response tokens. `values[:, t]` is V of the state
+    before token t; the state after the last token is terminal (value 0)."""
+    next_mask = torch.cat([mask[:, 1:], torch.zeros_like(mask[:, :1])], 1)
+    next_values = torch.cat([values[:, 1:], torch.zeros_like(values[:, :1])], 1) * next_mask
+    advantages, last = torch.zeros_like(rewards), torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(rewards.shape[1])):
+        delta = rewards[:, t] + gamma * next_values[:, t] - values[:, t]
+        last = delta + gamma * lam * next_mask[:, t] * last
+        advantages[:, t] = last * mask[:, t]
+    return advantages, (advantages + values) * mask
+
+
+def whiten(advantages, mask):
+    """Advantages shifted and scaled to zero mean and unit variance over the tokens in `mask`, as the papers' code
+    does for each minibatch (`masked_whiten`: the unbiased variance, 1e-8 inside the square root)."""
+    mean, n = masked_mean(advantages, mask), mask.sum()
+    var = masked_mean((advantages - mean) ** 2, mask) * n / (n - 1).clamp(min=1)
+    return (advantages - mean) * torch.rsqrt(var + 1e-8) * mask
+
+
+def kl_penalty(logp, ref_logp, mask):
+    """Each sequence's KL penalty to the reference policy, as the papers' code adds it to the loss: the k3 estimator
+    exp(ref - logp) - (ref - logp) - 1 of KL(policy || reference) on each token (never negative, and its gradient is
+    that of the KL), clamped to [0, 10] and summed over the sequence's tokens."""
+    log_ratio = ref_logp - logp
+    return ((log_ratio.exp() - log_ratio - 1) * mask).clamp(0, 10).sum(1)
+
+
+def ppo_losses(logp, values, batch: dict, rows, n_sequences: int, n_tokens, args: Args):
+    """PPO's losses on the batch's `rows` (part of a minibatch of `n_sequences` sequences and `n_tokens` response
+    tokens), from their new log-probs `logp` and values `values`:
+    - the clipped policy loss, each token's weighted by its TIS weight (common/logprobs.py);
+    - the KL penalty, kl_coef x each sequence's `kl_penalty`, averaged over the minibatch's sequences;
+    - the clipped value loss.
+    The policy and value losses are summed over the rows' tokens and divided by `n_tokens`, so that accumulated
+    micro-batches average the minibatch's tokens exactly."""
+    mask, old_logp, advantages = batch["mask"][rows], batch["old_logp"][rows], batch["advantages"][rows]
+    ratio = torch.exp(logp - old_logp)
+    pg_loss = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef))
+    pg_loss = (pg_loss * batch["tis_weight"][rows] * mask).sum() / n_tokens
+    kl_seq = kl_penalty(logp, batch["ref_logp"][rows], mask)
+    kl_loss = args.kl_coef * kl_seq.sum() / n_sequences
+    old_values, returns, clip = batch["old_values"][rows], batch["returns"][rows], args.value_clip_coef
+    values_clipped = old_values + (values - old_values).clamp(-clip, clip)
+    v_loss = 0.5 * torch.max((values - returns) ** 2, (values_clipped - returns) ** 2)
+    v_loss = (v_loss * mask).sum() / n_tokens
+    stats = {  # each micro-batch's own means
+        "policy_loss": pg_loss.item() * n_tokens.item() / mask.sum().item(),
+        "value_loss": v_loss.item() * n_tokens.item() / mask.sum().item(),
+        "kl_penalty": kl_seq.mean().item(),
+        "clipfrac": masked_mean(((ratio - 1).abs() > args.clip_coef).float(), mask).item(),
+        "approx_kl": masked_mean((ratio - 1) - (logp - old_logp), mask).item(),
+    }
+    return pg_loss, kl_loss, v_loss, stats
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    check_args(
+        args,
+        (args.value_learning_rate <= 0, "--value-learning-rate must be positive"),
+        (args.value_clip_coef <= 0, "--value-clip-coef must be positive"),
+        (not 0 <= args.gamma <= 1 or not 0 <= args.gae_lambda <= 1, "--gamma and --gae-lambda must be in [0, 1]"),
+        (
+            min(args.buffer_interval, args.buffer_candidates, args.buffer_completions, args.buffer_size) < 1,
+            "--buffer-interval, --buffer-candidates, --buffer-completions and --buffer-size must be at least 1",
+        ),
+        (not 0 <= args.buffer_share <= 1, "--buffer-share must be in [0, 1]"),
+    )
+    # this process's rank and device: (0, cuda or cpu) without torchrun
+    rank, world_size, device = init_distributed(args.vllm_tensor_parallel_size)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)  # the same on every rank: the value head, for one, starts alike
+    # bf16: forward and backward passes compute in bf16 over the fp32 weights (and fp32 optimiser state), as the
+    # engine, which holds the same weights rounded to bf16, generates; on a CPU with AMX as on a GPU. Not the default:
+    # the weights start on bf16's grid, and a step smaller than half a bf16 step leaves the bf16 policy unchanged, so
+    # a short run at a small learning rate barely moves it (the CPU default's 40 steps at 2e-6: docs/precision.md)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
+
+    # data: every prompt tokenised once; a mistyped --model or --dataset stops here, before a run folder is made
+    model_path = resolve_model(args.model)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    train, test = load_questions(args, tokenizer)
+    run_dir, writer = start_run(args)  # runs/<run name>: tensorboard events, args.json, checkpoint/
+
+    # models: the policy, the value network (a copy of the initial policy with a scalar head), the frozen reference
+    # policy for the KL penalty (a resumed run loads the first two from its checkpoint), and the vLLM engine
+    policy = load_model(AutoModelForCausalLM, saved_model(args, "policy", model_path), device)
+    value_path = saved_model(args, "value", model_path)
+    value_net = load_model(AutoModelForTokenClassification, value_path, device, num_labels=1)
+    ref_policy = load_model(AutoModelForCausalLM, model_path, device, frozen=True)
+    policy.config.pad_token_id = value_net.config.pad_token_id = pad_id
+    # no weight decay, as in the papers' code (AdamW's default would be 0.01)
+    policy_optimizer = torch.optim.AdamW(policy.parameters(), lr=args.learning_rate, eps=1e-8, weight_decay=0)
+    value_optimizer = torch.optim.AdamW(value_net.parameters(), lr=args.value_learning_rate, eps=1e-8, weight_decay=0)
+    models = {"policy": (policy, policy_optimizer), "value": (value_net, value_optimizer)}
+    # the learning rates follow one schedule over all the run's optimiser steps (common/schedule.py)
+    batch_size = args.questions_per_iteration * args.completions_per_question
+    steps_per_iteration = args.update_epochs * batch_size // args.minibatch_size
+    total_steps = args.num_iterations * steps_per_iteration
+    max_model_len = args.max_prompt_tokens + args.max_new_tokens
+    llm = start_engine(model_path, args.seed, max_model_len, args.vllm_gpu_memory_utilization, args.precision)
+    # the engine seeded python's, numpy's and torch's generators with its own seed (seed + engine index under
+    # torchrun), and samples from torch's: the trainer's own draws (questions, minibatches) start again from the
+    # run's seed, the same on every rank, and the minibatch order has a generator of its own
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    minibatch_generator = torch.Generator().manual_seed(args.seed)
+    # where the run stands: --resume restores it, with the optimisers and every generator (common/checkpoint.py)
+    progress = {"iteration": 0, "data_order": np.random.permutation(len(train)), "data_position": 0, "buffer": []}
+    if args.resume:
+        progress = load_checkpoint(args, models, minibatch_generator)
+        sync_weights(llm, policy)
+    # train_subset: training questions under the same greedy evaluation, the measure of fitting
+    eval_subsets = {"test": test, "train_subset": train[: args.eval_size]}
+    if progress["iteration"] == 0:
+        evaluate(llm, eval_subsets, args, writer, 0)
+
+    # from here on SIGTERM and SIGINT stop the run after the current iteration, with a checkpoint
+    catch_stop_signals()
+    stop = None
+    for iteration in range(progress["iteration"] + 1, args.num_iterations + 1):
+        t_start = time.perf_counter()
+
+        # 1. sample questions: `buffer_share` of them from the buffer, refilled every `buffer_interval` iterations
+        # with the most learnable of `buffer_candidates` fresh questions; the rest uniformly
+        generated = 0  # completions generated: the refill's and the batch's
+        if (iteration - 1) % args.buffer_interval == 0:
+            drawn = draw_questions(args.buffer_candidates, progress)
+            candidates = [train[i] for i in drawn]
+            candidate_scores = torch.tensor(
+                score(candidates, rollout(llm, candidates, args.buffer_completions, args))[0]
+            )
+            progress["buffer"] = [drawn[i] for i in select_learnable(candidate_scores, args.buffer_size)]
+            generated = candidate_scores.numel()
+        n_buffer = min(len(progress["buffer"]), round(args.buffer_share * args.questions_per_iteration))
+        from_buffer = random.sample(progress["buffer"], n_buffer)
+        drawn = draw_questions(args.questions_per_iteration - len(from_buffer), progress)
+        questions = [train[i] for i in from_buffer + drawn]
+
+        # 2. rollout: n completions per question from the current policy (each engine does its share)
+        completions = rollout(llm, questions, args.completions_per_question, args)
+        t_generated = time.perf_counter()
+
+        # 3. reward: 1 for a correct final answer, else 0 (minus --unparseable-penalty where none can be found)
+        scores, unparseable = map(torch.tensor, score(questions, completions))
+        rewards_seq = (scores - args.unparseable_penalty * unparseable).flatten()
+        prompts = [q["prompt"] for q in questions for _ in range(args.completions_per_question)]
+        responses = [c.token_ids for cs in completions for c in cs]
+        batch = pad_batch(prompts, responses, pad_id, device)
+        mask = batch["mask"]
+
+        # log-probs of the sampling (old) policy and the reference policy, and the old values, once per iteration
+        with autocast:
+            old_logp, _, sampling_logp = batched(
+                response_logprobs, policy, batch, args.micro_batch_size, args.temperature, args.top_p
+            )
+            ref_logp = batched(response_logprobs, ref_policy, batch, args.micro_batch_size, args.temperature)[0]
+            old_values = batched(response_values, value_net, batch, args.micro_batch_size)
+        old_logp, ref_logp, old_values = old_logp * mask, ref_logp * mask, old_values * mask
+        check_finite(iteration, old_log_probs=old_logp, reference_log_probs=ref_logp, values=old_values)
+        # the engine's kernels differ from the trainer's, so it samples from a policy slightly off the old one: the
+        # gap is logged and each token's policy loss weighted by truncated importance sampling (common/logprobs.py)
+        tis_weight, gap_metrics = engine_gap(completions, sampling_logp, mask, args.tis_cap)
+        rewards = torch.zeros_like(mask)  # no KL in the reward: as in the papers' code, it is a term of the loss
+        rewards[torch.arange(len(responses)), mask.sum(1).long() - 1] = rewards_seq.to(device)  # on the last token
+        t_logprobs = time.perf_counter()
+
+        # 4. credit assignment: GAE on the value network's per-token estimates
+        advantages, returns = compute_gae(rewards.cpu(), old_values.cpu(), mask.cpu(), args.gamma, args.gae_lambda)
+        advantages, returns = advantages.to(device), returns.to(device)
+        batch |= {"old_logp": old_logp, "ref_logp": ref_logp, "old_values": old_values, "returns": returns,
+                  "tis_weight": tis_weight}  # fmt: skip
+
+        # 5. policy and value update: clipped PPO over a few epochs of minibatches
+        stats, optimizer_step = [], (iteration - 1) * steps_per_iteration
+        for _epoch in range(args.update_epochs):
+            for minibatch in torch.randperm(len(responses), generator=minibatch_generator).split(args.minibatch_size):
+                policy_optimizer.zero_grad()
+                value_optimizer.zero_grad()
+                batch["advantages"] = advantages.clone()
+                if args.whiten_advantages:  # over this minibatch's tokens, as the papers' code does before each step
+                    batch["advantages"][minibatch] = whiten(advantages[minibatch], mask[minibatch])
+                n_tokens, minibatch_loss = mask[minibatch].sum(), 0.0
+                for mb in rank_rows(minibatch).split(args.micro_batch_size):  # each rank its share; gradients summed
+                    with autocast:
+                        logp, entropy, _ = response_logprobs(policy, batch, mb, args.temperature)
+                        values = response_values(value_net, batch, mb)
+                    pg_loss, kl_loss, v_loss, s = ppo_losses(logp, values, batch, mb, len(minibatch), n_tokens, args)
+                    loss = pg_loss + kl_loss + v_loss
+                    loss.backward()
+                    minibatch_loss += loss.detach()
+                    stats.append(s | {"entropy": masked_mean(entropy, mask[mb]).item()})
+                grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), args.max_grad_norm)
+                value_grad_norm = torch.nn.utils.clip_grad_norm_(value_net.parameters(), args.max_grad_norm)
+                check_finite(
+                    iteration, loss=minibatch_loss, gradient_norm=grad_norm, value_gradient_norm=value_grad_norm
+                )
+                # this step's learning rates, from its index in the run: a resumed run continues the schedule exactly
+                peaks = {policy_optimizer: args.learning_rate, value_optimizer: args.value_learning_rate}
+                set_learning_rates(peaks, optimizer_step, total_steps, args.warmup_ratio, args.lr_decay)
+                optimizer_step += 1
+                policy_optimizer.step()
+                value_optimizer.step()
+        t_updated = time.perf_counter()
+
+        # 6. sync: the engine generates with the updated weights from now on
+        sync_seconds = sync_weights(llm, policy)
+        t_end = time.perf_counter()
+
+        # 7. evaluate: greedy accuracy on the fixed test and training subsets, every --eval-interval iterations
+        evaluate(llm, eval_subsets, args, writer, iteration)
+
+        # 8. log: every scalar to tensorboard, one line to stdout
+        returns_flat, values_flat = returns[mask.bool()], old_values[mask.bool()]
+        explained_var = 1 - (returns_flat - values_flat).var() / returns_flat.var().clamp(min=1e-8)
+        kl = old_logp - ref_logp  # per-token estimate of KL(policy || reference), logged (the loss has its own)
+        metrics = rollout_metrics(scores, unparseable, completions, mask, kl, advantages, t_generated - t_start)
+        metrics |= gap_metrics | mean_stats(stats)
+        metrics |= {
+            "charts/batch_learnability": (scores.mean(1) * (1 - scores.mean(1))).mean().item(),
+            "charts/completions_generated": generated + scores.numel(),
+            "charts/completions_trained": scores.numel(),
+            "charts/questions_from_buffer": len(from_buffer),
+            "losses/explained_variance": explained_var.item(),
+            "charts/learning_rate": policy_optimizer.param_groups[0]["lr"],
+            "time/generation": t_generated - t_start,
+            "time/logprobs": t_logprobs - t_generated,
+            "time/update": t_updated - t_logprobs,
+            "time/update_tokens_per_second": args.update_epochs * batch["input_ids"].numel() / (t_updated - t_logprobs),
+            "time/sync": sync_seconds,
+            "time/iteration": t_end - t_start,
+        }
+        log_iteration(writer, iteration, args.num_iterations, metrics)
+
+        # 9. checkpoint: every --save-interval iterations, at the end, and when a signal asks the run to stop
+        progress["iteration"] = iteration
+        stop = checkpoint(run_dir, models, tokenizer, minibatch_generator, progress, args)
+        if stop:
+            break
+    end_run(writer, stop)
