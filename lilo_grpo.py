@@ -33,6 +33,7 @@ from common.grading import score
 from common.guards import catch_stop_signals, check_finite
 from common.logprobs import batched, engine_gap, masked_mean, pad_batch, response_logprobs
 from common.model import load_model, resolve_model
+from common.progress import show_progress
 from common.schedule import set_learning_rates
 from common.tracking import end_run, log_iteration, mean_stats, rollout_metrics, start_run
 from common.vllm_utils import generate, start_engine, sync_weights
@@ -80,6 +81,8 @@ class Args:
     """completions per optimiser step (VinePPO paper: 64)"""
     micro_batch_size: int = 8
     """completions per forward/backward pass; gradients are accumulated up to the minibatch"""
+    share_prompts: bool = True
+    """pass each prompt through the model once per micro-batch, its keys and values shared by its completions"""
     clip_coef: float = 0.2
     """PPO clipping range of the probability ratio"""
     kl_coef: float = 1e-4
@@ -94,7 +97,7 @@ class Args:
     """fp32: trainer and engine in fp32; bf16: bf16 autocast over fp32 weights beside a bf16 engine (papers: bf16)"""
     tis_cap: float = 2.0
     """truncated importance sampling: weight each token's policy loss by min(trainer / engine prob., this); 0: off"""
-    eval_interval: int = 5
+    eval_interval: int = 10
     """evaluate every this many iterations (and at the start and the end); 0 disables"""
     eval_size: int = 100
     """questions in each fixed evaluation subset: test questions, and training questions (greedy decoding)"""
@@ -231,6 +234,7 @@ if __name__ == "__main__":
 
     # from here on SIGTERM and SIGINT stop the run after the current iteration, with a checkpoint
     catch_stop_signals()
+    show_progress(progress["iteration"], args.num_iterations)  # on a terminal, a bar with the time left
     stop = None
     for iteration in range(progress["iteration"] + 1, args.num_iterations + 1):
         t_start = time.perf_counter()
@@ -252,7 +256,7 @@ if __name__ == "__main__":
         rewards_seq = (scores - args.unparseable_penalty * unparseable).flatten()
         prompts = [q["prompt"] for q in questions for _ in range(args.completions_per_question)]
         responses = [c.token_ids for cs in completions for c in cs]
-        batch = pad_batch(prompts, responses, pad_id, device)
+        batch = pad_batch(prompts, responses, pad_id, device, args.share_prompts)
         mask = batch["mask"]
 
         # log-probs of the sampling (old) policy and the reference policy, once per iteration
@@ -334,4 +338,4 @@ if __name__ == "__main__":
         stop = checkpoint(run_dir, models, tokenizer, minibatch_generator, progress, args)
         if stop:
             break
-    end_run(writer, stop)
+    end_run(writer, stop, run_dir)

@@ -23,8 +23,9 @@ from common.distributed import init_distributed, rank_rows
 from common.evaluation import evaluate
 from common.grading import score
 from common.guards import catch_stop_signals, check_finite
-from common.logprobs import batched, engine_gap, masked_mean, model_inputs, pad_batch, response_logprobs
+from common.logprobs import batched, engine_gap, masked_mean, pad_batch, response_logprobs, response_outputs
 from common.model import load_model, resolve_model
+from common.progress import show_progress
 from common.schedule import set_learning_rates
 from common.tracking import end_run, log_iteration, mean_stats, rollout_metrics, start_run
 from common.vllm_utils import generate, start_engine, sync_weights
@@ -72,6 +73,8 @@ class Args:
     """completions per optimiser step (VinePPO paper: 64)"""
     micro_batch_size: int = 8
     """completions per forward/backward pass; gradients are accumulated up to the minibatch"""
+    share_prompts: bool = True
+    """pass each prompt through the model once per micro-batch, its keys and values shared by its completions"""
     clip_coef: float = 0.2
     """PPO clipping range of the probability ratio"""
     value_clip_coef: float = 0.2
@@ -90,7 +93,7 @@ class Args:
     """fp32: trainer and engine in fp32; bf16: bf16 autocast over fp32 weights beside a bf16 engine (papers: bf16)"""
     tis_cap: float = 2.0
     """truncated importance sampling: weight each token's policy loss by min(trainer / engine prob., this); 0: off"""
-    eval_interval: int = 5
+    eval_interval: int = 10
     """evaluate every this many iterations (and at the start and the end); 0 disables"""
     eval_size: int = 100
     """questions in each fixed evaluation subset: test questions, and training questions (greedy decoding)"""
@@ -118,8 +121,7 @@ def rollout(llm, examples: list[dict], n: int, args: Args):
 
 def response_values(value_net, batch: dict, rows: torch.Tensor):
     """The value network's estimate of the state before each response token of the batch's `rows`."""
-    width = batch["width"]
-    return value_net(**model_inputs(batch, rows)).logits[:, width - 1 : -1, 0].float()
+    return response_outputs(value_net, batch, rows, causal_lm=False)[..., 0].float()
 
 
 def compute_gae(rewards, values, mask, gamma, lam):
@@ -240,6 +242,7 @@ if __name__ == "__main__":
 
     # from here on SIGTERM and SIGINT stop the run after the current iteration, with a checkpoint
     catch_stop_signals()
+    show_progress(progress["iteration"], args.num_iterations)  # on a terminal, a bar with the time left
     stop = None
     for iteration in range(progress["iteration"] + 1, args.num_iterations + 1):
         t_start = time.perf_counter()
@@ -256,7 +259,7 @@ if __name__ == "__main__":
         rewards_seq = (scores - args.unparseable_penalty * unparseable).flatten()
         prompts = [q["prompt"] for q in questions for _ in range(args.completions_per_question)]
         responses = [c.token_ids for cs in completions for c in cs]
-        batch = pad_batch(prompts, responses, pad_id, device)
+        batch = pad_batch(prompts, responses, pad_id, device, args.share_prompts)
         mask = batch["mask"]
 
         # log-probs of the sampling (old) policy and the reference policy, and the old values, once per iteration
@@ -343,4 +346,4 @@ if __name__ == "__main__":
         stop = checkpoint(run_dir, models, tokenizer, minibatch_generator, progress, args)
         if stop:
             break
-    end_run(writer, stop)
+    end_run(writer, stop, run_dir)

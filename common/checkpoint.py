@@ -17,6 +17,7 @@ import torch
 
 from common.distributed import every_rank, load_optimizer_state, model_state, optimizer_state, rank
 from common.guards import check_finite, stop_requested
+from common.progress import write
 
 
 def save_checkpoint(run_dir: Path, models: dict, tokenizer, generator, progress: dict, args) -> None:
@@ -50,7 +51,7 @@ def checkpoint(run_dir, models: dict, tokenizer, generator, progress: dict, args
     if stop or iteration == args.num_iterations or (args.save_interval and iteration % args.save_interval == 0):
         save_checkpoint(run_dir, models, tokenizer, generator, progress, args)
     if stop:
-        print(f"stopped by {stop.name} after iteration {iteration}: continue with --resume {run_dir}", flush=True)
+        write(f"stopped by {stop.name} after iteration {iteration}: continue with --resume {run_dir}")
     return stop
 
 

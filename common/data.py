@@ -2,7 +2,8 @@ r"""Datasets and prompts. Every example is `{"question": str, "answer": str}`, t
 the reference *final* answer (extracted once, at load time), as `grading.grade` expects.
 
 `--dataset` takes:
-- `arithmetic`: built in, generated from a seed, no download: "What is 4 + 8 * 3?". Difficulty is the number of
+- `arithmetic`: built in, generated from a seed, no download: "What is 4 + 8 * 3?"; its test split shares no
+  question with its training split and repeats none. Difficulty is the number of
   digits of each operand and the number of operations; the default is one-digit operands, two operations, which the
   two demonstrations solve one operation per line, so that completions have several steps for VinePPO to value
   (docs/datasets.md has the default model's measured solve rates and steps per completion).
@@ -149,8 +150,19 @@ def _load_rows(path: str, config: str | None, split: str) -> list[dict]:
 
 def load_split(dataset: str, split: str, seed: int = 0) -> list[dict]:
     """The `train` or `test` split of `--dataset` as a list of examples."""
-    if dataset == "arithmetic":  # disjoint seeds for train and test
-        return make_arithmetic(5000 if split == "train" else 500, seed=(seed * 2 + (split == "test")))
+    if dataset == "arithmetic":  # train and test from disjoint seeds
+        train = make_arithmetic(5000, seed=seed * 2)
+        if split == "train":
+            return train
+        # the default level has only 6,561 distinct questions, so independent draws overlap (about half of a test
+        # split drawn alone is in its training split): the test split is the first 500 distinct questions of the
+        # test seed's stream that training never sees
+        seen, test = {e["question"] for e in train}, []
+        for example in make_arithmetic(20000, seed=seed * 2 + 1):
+            if example["question"] not in seen and len(test) < 500:
+                seen.add(example["question"])
+                test.append(example)
+        return test
     if dataset in HUB:
         rows = [
             (row, f"{p}{f'/{config}' if config else ''}/{s}[{i}]")

@@ -7,7 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from common.grading import grade
+from common.progress import phase, write
 from common.vllm_utils import generate
+
+HISTORY: dict[str, list[tuple[int, float]]] = {}  # subset -> [(iteration, accuracy)] in this process
 
 
 def evaluate(llm, subsets: dict, args, writer, iteration: int) -> None:
@@ -18,11 +21,13 @@ def evaluate(llm, subsets: dict, args, writer, iteration: int) -> None:
         return
     if iteration % args.eval_interval and iteration != args.num_iterations:
         return
+    phase(f"evaluating at iteration {iteration} on {sum(map(len, subsets.values()))} questions", announce=True)
     for name, examples in subsets.items():
         prompts = [e["prompt"] for e in examples]
         completions = generate(llm, prompts, n=1, temperature=0.0, top_p=1.0, max_tokens=args.max_new_tokens)
         correct = [grade(c[0].text, e["answer"]) for c, e in zip(completions, examples)]
         accuracy = float(np.mean(correct))
+        HISTORY.setdefault(name, []).append((iteration, accuracy))
         if writer:
             writer.add_scalar(f"charts/{name}_accuracy", accuracy, iteration)
             rows = [
@@ -32,5 +37,5 @@ def evaluate(llm, subsets: dict, args, writer, iteration: int) -> None:
             (Path(writer.log_dir) / "eval").mkdir(exist_ok=True)
             with open(Path(writer.log_dir) / "eval" / f"{name}_{iteration}.jsonl", "w") as f:
                 f.writelines(json.dumps(row) + "\n" for row in rows)
-        print(f"iter {iteration} {name}_accuracy={accuracy:.3f}")
+        write(f"iter {iteration} {name}_accuracy={accuracy:.3f}")
     llm.reset_prefix_cache()  # leave the engine as a resumed run finds it, for an exact resume

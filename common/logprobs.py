@@ -2,6 +2,11 @@
 how far those are from the log-probabilities of the engine that sampled them.
 
 - `pad_batch`: prompts left-padded, responses right-padded, so that every response starts in the same column.
+- `response_outputs`: a model's outputs (logits, or a value head's) at the positions that predict each response
+  token. With shared prompts (the default) each distinct prompt of a micro-batch goes through the model once and its
+  keys and values serve all of its completions (as Prefix Grouper, "Efficient GRPO Training through Shared-Prefix
+  Forward", 2025, does), in the no-grad passes and in the update's forward and backward alike; without, every row is
+  the whole prompt and response (the plain path, the same numbers to within float rounding).
 - `response_logprobs`: each response token's log-prob at the sampling temperature (what PPO's ratio divides by),
   its entropy, and its log-prob under the engine's sampling rule (temperature, then top-p), for the gap.
 - `batched`: any such pass over the whole batch in micro-batches without gradients (under torchrun each rank takes
@@ -10,45 +15,80 @@ how far those are from the log-probabilities of the engine that sampled them.
 """
 
 import torch
+from transformers import DynamicCache
 
 from common.distributed import gather_rows, rank_rows
+from common.progress import phase
 
 
 def masked_mean(x, mask):
     return (x * mask).sum() / mask.sum().clamp(min=1)
 
 
-def pad_batch(prompts: list[list[int]], responses: list[list[int]], pad_id: int, device="cpu") -> dict:
+def pad_batch(prompts: list[list[int]], responses: list[list[int]], pad_id: int, device="cpu", share_prompts=True):
     """Left-pad prompts and right-pad responses so that every response starts in the same column `width`: then a
-    response's logits are one slice of the batch, `[:, width - 1 : -1]`. `mask` marks the response tokens."""
+    response's logits are one slice of the batch, `[:, width - 1 : -1]`. `mask` marks the response tokens. Each
+    distinct prompt is also kept once (`prompt_ids`, `prompt_mask`, and `row_prompt`, each row's prompt), for the
+    shared-prompt passes."""
     width, length = max(map(len, prompts)), max(map(len, responses))
     input_ids = torch.full((len(prompts), width + length), pad_id, dtype=torch.long)
     attention_mask = torch.zeros_like(input_ids)
     for i, (p, r) in enumerate(zip(prompts, responses)):
         input_ids[i, width - len(p) : width + len(r)] = torch.tensor(p + r)
         attention_mask[i, width - len(p) : width + len(r)] = 1
-    mask = attention_mask[:, width:].float()
-    return {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device), "mask": mask.to(device),
-            "width": width}  # fmt: skip
+    distinct = {tuple(p): None for p in prompts}  # in order of first appearance
+    index = {p: i for i, p in enumerate(distinct)}
+    row_prompt = torch.tensor([index[tuple(p)] for p in prompts])
+    first_row = [[index[tuple(p)] for p in prompts].index(i) for i in range(len(distinct))]
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "mask": attention_mask[:, width:].float(),
+             "prompt_ids": input_ids[first_row, :width], "prompt_mask": attention_mask[first_row, :width],
+             "row_prompt": row_prompt}  # fmt: skip
+    return {k: v.to(device) for k, v in batch.items()} | {"width": width, "share_prompts": share_prompts}
 
 
 def model_inputs(batch: dict, rows: torch.Tensor) -> dict:
-    """The `rows` of the batch as a model's keyword arguments; positions ignore the left padding."""
+    """The `rows` of the batch, prompt and response, as a model's keyword arguments; positions ignore the left
+    padding."""
     input_ids, attention_mask = batch["input_ids"][rows], batch["attention_mask"][rows]
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     return {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids}
+
+
+def response_outputs(model, batch: dict, rows: torch.Tensor, causal_lm: bool = True):
+    """`model`'s outputs at the positions that predict the response tokens of the batch's `rows` (the prompt's last
+    position, then each response token's but the last): [rows, response length, vocabulary or head size].
+    `causal_lm`: the model computes logits only where asked (`logits_to_keep`); a value network computes its scalar
+    head everywhere."""
+    phase("updating" if torch.is_grad_enabled() else "log-probs")
+    width, length = batch["width"], batch["mask"].shape[1]
+    keep = {"logits_to_keep": length + 1} if causal_lm else {}
+    if not batch["share_prompts"]:  # every row whole: prompt and response
+        return model(**model_inputs(batch, rows), **keep).logits[:, -(length + 1) : -1]
+    # each distinct prompt once: its keys and values go into a cache, then to each of its rows
+    prompts, row_prompt = batch["row_prompt"][rows].unique(return_inverse=True)
+    prompt_mask = batch["prompt_mask"][prompts]
+    first = int(prompt_mask.any(0).float().argmax())  # the left padding that all these prompts share is left out
+    prompt_ids, prompt_mask = batch["prompt_ids"][prompts, first:], prompt_mask[:, first:]
+    cache = DynamicCache()
+    position_ids = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
+    last = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=position_ids, past_key_values=cache,
+                 use_cache=True, **({"logits_to_keep": 1} if causal_lm else {})).logits[:, -1:]  # fmt: skip
+    cache.batch_select_indices(row_prompt)  # a differentiable gather: gradients flow back to the prompt's pass
+    response_ids, response_mask = batch["input_ids"][rows, width:], batch["attention_mask"][rows, width:]
+    position_ids = prompt_mask.sum(-1)[row_prompt, None] + torch.arange(length, device=response_ids.device)
+    attention_mask = torch.cat([prompt_mask[row_prompt], response_mask], 1)
+    outputs = model(input_ids=response_ids, attention_mask=attention_mask, position_ids=position_ids,
+                    past_key_values=cache, use_cache=True).logits  # fmt: skip
+    return torch.cat([last[row_prompt], outputs[:, :-1]], 1)
 
 
 def response_logprobs(model, batch: dict, rows: torch.Tensor, temperature: float, top_p: float = 1.0):
     """Log-probability and entropy of each response token of the batch's `rows` under `model`, sampling at
     `temperature`; and its log-probability under the engine's sampling rule: at `temperature`, then renormalised over
     the top-p nucleus."""
-    inputs, width = model_inputs(batch, rows), batch["width"]
-    length = inputs["input_ids"].shape[1] - width
-    # logits only where they predict response tokens: the prompt's would cost a vocabulary-wide matmul each
-    logits = model(**inputs, logits_to_keep=length + 1).logits
-    logp_all = torch.log_softmax(logits[:, :-1].float() / temperature, dim=-1)
-    logp = logp_all.gather(-1, inputs["input_ids"][:, width:, None]).squeeze(-1)
+    logits = response_outputs(model, batch, rows)
+    logp_all = torch.log_softmax(logits.float() / temperature, dim=-1)
+    logp = logp_all.gather(-1, batch["input_ids"][rows, batch["width"] :, None]).squeeze(-1)
     with torch.no_grad():  # diagnostics only: no graph through the whole vocabulary
         entropy = -(logp_all.exp() * logp_all).sum(-1)
         sampling_logp = logp - nucleus_log_mass(logp_all, top_p) if top_p < 1 else logp.detach()

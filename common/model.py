@@ -13,8 +13,12 @@ import shutil
 from pathlib import Path
 
 import torch
+import transformers
 
 from common.distributed import shard_model
+
+transformers.utils.logging.disable_progress_bar()  # no bars for loading and saving a 135M model
+transformers.utils.logging.set_verbosity_error()  # nor a load report for the value head, new by design
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -5,14 +5,17 @@ torchrun rank 0 alone logs. Scalars are grouped as CleanRL groups them: `charts/
 """
 
 import json
+import resource
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch.utils.tensorboard import SummaryWriter
 
+from common import progress
 from common.distributed import rank
 from common.logprobs import masked_mean
 
@@ -51,7 +54,7 @@ def start_run(args):
     writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
     if not args.resume:
         (run_dir / "args.json").write_text(json.dumps(asdict(args), indent=2))
-    print(f"run folder: {run_dir}")
+    print(f"run folder: {run_dir}", flush=True)
     return run_dir, writer
 
 
@@ -82,7 +85,11 @@ def mean_stats(stats: list[dict]) -> dict:
 
 
 def log_iteration(writer, iteration: int, num_iterations: int, metrics: dict) -> None:
-    """Every scalar to tensorboard (rank 0), and one line to stdout."""
+    """Every scalar to tensorboard (rank 0), with the process's peak memory so far (time/peak_memory_gib: resident
+    memory, and on a GPU time/peak_gpu_memory_gib), and one line to stdout."""
+    metrics["time/peak_memory_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    if torch.cuda.is_available():
+        metrics["time/peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
     if writer:
         for name, value in metrics.items():
             writer.add_scalar(name, value, iteration)
@@ -90,13 +97,22 @@ def log_iteration(writer, iteration: int, num_iterations: int, metrics: dict) ->
     phases = [tag for tag in PHASES if tag in metrics]
     seconds = "/".join(f"{metrics[tag]:.1f}" if tag == "time/sync" else f"{metrics[tag]:.0f}" for tag in phases)
     fields.append(f"time {'/'.join(PHASES[tag] for tag in phases)}={seconds}s")
-    fields.append(f"tok/s={metrics['charts/tokens_per_second']:.0f}")
-    print(f"iter {iteration}/{num_iterations} " + " ".join(fields), flush=True)
+    fields.append(f"tok/s={metrics['charts/tokens_per_second']:.0f} mem={metrics['time/peak_memory_gib']:.1f}GiB")
+    progress.write(f"iter {iteration}/{num_iterations} " + " ".join(fields))
+    progress.advance()
 
 
-def end_run(writer, stop) -> None:
-    """Close the logs; a run stopped by a signal exits with the shell's code for it (128 + its number)."""
+def end_run(writer, stop, run_dir) -> None:
+    """Close the logs and say where they are, with held-out accuracy at the first and last evaluation of this
+    process; a run stopped by a signal exits with the shell's code for it (128 + its number)."""
+    from common.evaluation import HISTORY
+
+    progress.close()
     if writer:
         writer.close()
+    if len(HISTORY.get("test", [])) > 1:
+        (first, start), (last, end) = HISTORY["test"][0], HISTORY["test"][-1]
+        print(f"held-out accuracy {start:.3f} (iteration {first}) -> {end:.3f} (iteration {last})")
+    print(f"run folder: {run_dir} (tensorboard --logdir {run_dir.parent})", flush=True)
     if stop:
         sys.exit(128 + stop)

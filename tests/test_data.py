@@ -100,6 +100,19 @@ def test_arithmetic_train_and_test_splits_use_disjoint_seeds():
     assert load_split("arithmetic", "test", seed=1) == splits[1, "test"]
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_the_arithmetic_test_split_is_held_out_and_distinct(seed):
+    """No test question is a training question, none repeats; and the split is the test seed's stream with those
+    left out, so that runs evaluated on the earlier, overlapping split can be re-scored on the questions it kept."""
+    train, test = (load_split("arithmetic", split, seed=seed) for split in ("train", "test"))
+    questions = [e["question"] for e in test]
+    assert len(questions) == len(set(questions)) == 500
+    assert not set(questions) & {e["question"] for e in train}
+    stream = [e["question"] for e in make_arithmetic(20000, seed=seed * 2 + 1)]
+    positions = [stream.index(q) for q in questions]
+    assert positions == sorted(positions)
+
+
 # ------------------------------------------------------------------------------- to_example
 
 GSM8K_ROW = {"question": " Natalia sold clips. How many? ", "answer": "She sold 1,000 + 234 = 1,234.\n#### 1,234"}

@@ -80,3 +80,42 @@ def test_engine_gap_compares_the_sampled_tokens_only():
     assert metrics["charts/engine_logprob_gap"] == pytest.approx(0.5 / 3)
     assert metrics["charts/tis_clipped_share"] == pytest.approx(1 / 3)
     assert metrics["charts/engine_kl"] == pytest.approx((2.718281828**0.5 - 0.5 - 1) / 3)
+
+
+def shared_and_plain(model, fn):
+    """`fn(batch, rows)` on a batch of 3 prompts of different lengths with 2 or 3 completions each (responses of
+    different lengths, so padding on both sides), with shared prompts and without; each with its parameter
+    gradients of the sum of the outputs. Rows 0, 1, 3, 5 and 7 only: prompts with 1 or 2 rows among them."""
+    prompts = [[5, 6, 7, 8, 9]] * 3 + [[10, 11]] * 2 + [[12, 13, 14, 15, 16, 17, 18]] * 3
+    responses = [[20, 21, 22], [23], [24, 25], [26, 27, 28, 29], [30], [31, 32], [33, 34, 35], [36]]
+    results = [pad_batch(prompts, responses, pad_id=0)["mask"][[0, 1, 3, 5, 7]]]  # the response tokens
+    for share in (True, False):
+        batch, rows = pad_batch(prompts, responses, pad_id=0, share_prompts=share), torch.tensor([0, 1, 3, 5, 7])
+        model.zero_grad()
+        out = fn(batch, rows)
+        (out * batch["mask"][rows]).sum().backward()
+        results.append((out.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    return results
+
+
+def assert_close(mask, shared, plain):
+    (out_shared, grads_shared), (out_plain, grads_plain) = shared, plain
+    assert torch.allclose(out_shared * mask, out_plain * mask, atol=1e-4), (out_shared - out_plain).abs().max()
+    assert grads_shared.keys() == grads_plain.keys() and len(grads_plain) > 10
+    for name, grad in grads_plain.items():
+        assert torch.allclose(grads_shared[name], grad, rtol=1e-4, atol=1e-4 * grad.abs().max()), name
+
+
+def test_shared_prompts_give_the_plain_log_probs_and_gradients(model):
+    """Each prompt computed once for its rows of the micro-batch: the same log-probs, and the same parameter
+    gradients (to within float rounding, 1e-4), as every row computed whole."""
+    assert_close(*shared_and_plain(model, lambda batch, rows: response_logprobs(model, batch, rows, 0.7)[0]))
+
+
+def test_shared_prompts_give_the_plain_values_and_gradients(tiny_model):
+    from transformers import AutoModelForTokenClassification
+
+    from common.logprobs import response_outputs
+
+    value_net = AutoModelForTokenClassification.from_pretrained(tiny_model, num_labels=1, dtype=torch.float32)
+    assert_close(*shared_and_plain(value_net, lambda b, rows: response_outputs(value_net, b, rows, False)[..., 0]))

@@ -84,7 +84,8 @@ def test_clipped_value_loss_and_mask(module):
 @pytest.mark.parametrize("script", ["ppo.py", "grpo.py"])  # the same lines in every trainer
 def test_bad_input_ends_with_one_clear_message(script, flags, message, tiny_model, tmp_path):
     if script == "grpo.py" and "--value-learning-rate" in flags:
-        flags, message = ["--completions-per-question", "1"], "--completions-per-question must be at least 2"
+        flags = ["--completions-per-question", "1", "--minibatch-size", "4", "--micro-batch-size", "4"]
+        message = "--completions-per-question must be at least 2"
     model = [] if "--model" in flags else ["--model", tiny_model]
     result = run_script(script, *model, "--output-dir", str(tmp_path / "runs"), *flags, timeout=300)
     assert result.returncode != 0

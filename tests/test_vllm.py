@@ -92,13 +92,13 @@ def test_sync_weights_changes_generation_and_syncing_back_restores_it(tiny_llm, 
 
 
 def test_sync_drops_the_cached_prefixes_of_long_prompts(tiny_llm, tiny_model):
-    """A prompt longer than a few KV-cache blocks (128 tokens each on a CPU) is cached by the first generation;
+    """A prompt longer than a few KV-cache blocks (32 tokens each on a CPU) is cached by the first generation;
     after a weight sync the engine must not reuse those blocks, computed with the old weights: its log-probs
     must be the new model's, as computed by transformers."""
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
-    from ppo import pad_batch, response_logprobs
+    from common.logprobs import pad_batch, response_logprobs
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     prompt = tokenizer(" ".join(f"item {i}," for i in range(120)))["input_ids"][:400]
@@ -117,7 +117,7 @@ def test_sync_drops_the_cached_prefixes_of_long_prompts(tiny_llm, tiny_model):
         engine_logp = torch.tensor([step[t].logprob for t, step in zip(out.token_ids, out.logprobs)])
         batch = pad_batch([prompt], [list(out.token_ids)], tokenizer.eos_token_id)
         with torch.no_grad():
-            model_logp = response_logprobs(model, *batch[:2], batch[3], temperature=1.0)[0][0]
+            model_logp = response_logprobs(model, batch, torch.tensor([0]), temperature=1.0)[0][0]
         assert (engine_logp - model_logp).abs().max() < 1e-3
     finally:
         model.load_state_dict(original)
@@ -143,7 +143,7 @@ def test_a_bf16_engine_samples_from_the_policys_bf16_weights(default_llm):
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
-    from ppo import pad_batch, response_logprobs
+    from common.logprobs import pad_batch, response_logprobs
 
     assert default_llm.llm_engine.model_config.dtype == torch.bfloat16
     path = resolve_model(None)
@@ -156,7 +156,7 @@ def test_a_bf16_engine_samples_from_the_policys_bf16_weights(default_llm):
     optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-4)
     batch = pad_batch([prompt], [target], tokenizer.eos_token_id)
     with autocast:
-        (-response_logprobs(policy, *batch[:2], batch[3], temperature=1.0)[0].sum()).backward()
+        (-response_logprobs(policy, batch, torch.tensor([0]), temperature=1.0)[0].sum()).backward()
     optimizer.step()
     sync_weights(default_llm, policy)
     params = SamplingParams(n=8, temperature=1.0, max_tokens=24, logprobs=0)
@@ -165,8 +165,8 @@ def test_a_bf16_engine_samples_from_the_policys_bf16_weights(default_llm):
         engine_logp = torch.tensor([step[t].logprob for t, step in zip(completion.token_ids, completion.logprobs)])
         batch = pad_batch([prompt], [list(completion.token_ids)], tokenizer.eos_token_id)
         with torch.no_grad(), autocast:
-            gap_to_policy.append(engine_logp - response_logprobs(policy, *batch[:2], batch[3], 1.0)[0][0])
-            gap_to_initial.append(engine_logp - response_logprobs(initial, *batch[:2], batch[3], 1.0)[0][0])
+            gap_to_policy.append(engine_logp - response_logprobs(policy, batch, torch.tensor([0]), 1.0)[0][0])
+            gap_to_initial.append(engine_logp - response_logprobs(initial, batch, torch.tensor([0]), 1.0)[0][0])
     sync_weights(default_llm, initial)  # leave it as found
     gap_to_policy, gap_to_initial = torch.cat(gap_to_policy).abs().mean(), torch.cat(gap_to_initial).abs().mean()
     assert gap_to_policy < 0.02 and gap_to_initial > 1.8 * gap_to_policy, (gap_to_policy, gap_to_initial)
