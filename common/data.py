@@ -23,6 +23,7 @@ the reference *final* answer (extracted once, at load time), as `grading.grade` 
 """
 
 import random
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -90,8 +91,9 @@ def make_arithmetic(n: int, seed: int, levels=ARITHMETIC_LEVELS) -> list[dict]:
     return examples
 
 
-def to_example(row: dict, where: str) -> dict:
-    """A row in any supported schema -> `{"question", "answer"}`, or a clear error."""
+def to_example(row: dict, where: str, answer_required: bool = True) -> dict | None:
+    """A row in any supported schema -> `{"question", "answer"}`, or a clear error (None for a row without a final
+    answer when `answer_required` is off)."""
     if isinstance(row.get("0"), dict) and isinstance(row.get("1"), dict):  # ORZ's pairs, read by `datasets` as 0, 1
         truth = row["1"].get("ground_truth")
         row = {"question": row["0"].get("value"), "answer": truth.get("value") if isinstance(truth, dict) else None}
@@ -110,6 +112,8 @@ def to_example(row: dict, where: str) -> dict:
         solution = row.get("solution")
         answer = extract_answer(solution) if isinstance(solution, str) else None  # MATH: last \boxed{}
     if not answer or not answer.strip():
+        if not answer_required:
+            return None
         raise SystemExit(
             f"error: {where}: no final answer ('answer', or a \\boxed{{}} in 'solution'); columns: {sorted(row)}"
         )
@@ -178,10 +182,15 @@ def load_split(dataset: str, split: str, seed: int = 0) -> list[dict]:
     else:
         names = ", ".join(["arithmetic", *HUB])
         raise SystemExit(f"error: --dataset {dataset}: not one of {names}, nor an existing file")
-    examples = [to_example(row, where) for row, where in rows]
+    # a hub dataset's row without a final answer is left out with a warning (the user cannot mend it: hendrycks_math's
+    # number_theory train[661] ends in an empty \boxed{}); in the user's own file it is an error, with its line
+    examples = [to_example(row, where, answer_required=dataset not in HUB) for row, where in rows]
+    if missing := [where for (row, where), e in zip(rows, examples) if e is None]:
+        print(f"warning: left out {len(missing)} row(s) without a final answer: {missing[:3]}", file=sys.stderr)
+        examples = [e for e in examples if e is not None]
     if dataset == "math" and split == "train":  # MATH-500 is the test set: keep it out of training
-        test_questions = {e["question"] for e in load_split("math", "test")}
-        examples = [e for e in examples if e["question"] not in test_questions]
+        test_questions = {" ".join(e["question"].split()) for e in load_split("math", "test")}
+        examples = [e for e in examples if " ".join(e["question"].split()) not in test_questions]
     if not examples:
         raise SystemExit(f"error: --dataset {dataset}: the {split} split is empty")
     return examples
