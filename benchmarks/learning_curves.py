@@ -29,55 +29,52 @@ sys.path.insert(0, str(ROOT / "tests"))
 from conftest import read_scalars  # noqa: E402
 
 LILO_OVERSAMPLE = 4  # the LILO trainers' --oversample default: their pool is this many times the questions trained on
-# configuration -> (trainer script, its own flags). A *_matched configuration is the base trainer on all of a pool
-# as large as LILO's, generating as many completions per iteration as the LILO trainer (the compute-matched baseline
-# of the LILO authors' fork): `questions` x LILO_OVERSAMPLE questions per iteration, trained on, with as many more
-# optimiser steps. It does not match VinePPO's Monte-Carlo rollouts, which LILO runs for the kept questions only.
-CONFIGS = {
-    "ppo": ("ppo", []),
-    "vineppo": ("vineppo", []),
-    "lilo_ppo": ("lilo_ppo", []),
-    "lilo_vineppo": ("lilo_vineppo", []),
-    "ppo_matched": ("ppo", ["matched"]),
-    "vineppo_matched": ("vineppo", ["matched"]),
-    "grpo": ("grpo", []),
-    "lilo_grpo": ("lilo_grpo", []),
-    "grpo_matched": ("grpo", ["matched"]),
-}
-DEFAULT_CONFIGS = ["ppo", "vineppo", "lilo_ppo", "lilo_vineppo", "ppo_matched", "vineppo_matched"]
+TRAINER_DEFAULTS = {"questions_per_iteration": 4, "minibatch_size": 8}  # the trainers' Args (a test checks them)
+# configuration -> (trainer script, its own flags). The compute-matched baselines of the LILO paper (Appendix F) and
+# the authors' fork (`*_compute_matched_*`, `_inc_bs`) give the base trainer LILO's pool: `questions` x LILO_OVERSAMPLE
+# questions per iteration, all trained on, so that it generates as many completions per iteration as the LILO trainer.
+# *_matched: with LILO_OVERSAMPLE x the optimiser steps (the minibatch as it is); *_matched_batch: the same number of
+# optimiser steps as the base, each on a LILO_OVERSAMPLE x larger minibatch. Neither matches VinePPO's Monte-Carlo
+# rollouts, which LILO runs for the kept questions only: the summary counts every generated token.
+ALGORITHMS = ["ppo", "vineppo", "grpo"]
+CONFIGS = {}
+for algorithm in ALGORITHMS:
+    CONFIGS |= {algorithm: (algorithm, []), f"lilo_{algorithm}": (f"lilo_{algorithm}", [])}
+    CONFIGS |= {f"{algorithm}_matched": (algorithm, ["matched"])}
+    CONFIGS |= {f"{algorithm}_matched_batch": (algorithm, ["matched", "batch"])}
+DEFAULT_CONFIGS = list(CONFIGS)
 # (configuration, its base, what differs): the paired differences the summary reports, when both have run
 COMPARISONS = [
     ("vineppo", "ppo", "Monte-Carlo values instead of a value network"),
-    ("lilo_ppo", "ppo", "learnability sampling, with 4x the generation"),
-    ("lilo_ppo", "ppo_matched", "learnability sampling at equal generation"),
-    ("ppo_matched", "ppo", "4x the questions per iteration"),
-    ("lilo_vineppo", "vineppo", "learnability sampling, with 4x the generation"),
-    ("lilo_vineppo", "vineppo_matched", "learnability sampling at equal generation"),
-    ("vineppo_matched", "vineppo", "4x the questions per iteration"),
     ("grpo", "ppo", "group baseline instead of a value network"),
-    ("lilo_grpo", "grpo", "learnability sampling, with 4x the generation"),
-    ("lilo_grpo", "grpo_matched", "learnability sampling at equal generation"),
-    ("grpo_matched", "grpo", "4x the questions per iteration"),
 ]
+for algorithm in ALGORITHMS:
+    COMPARISONS += [
+        (f"lilo_{algorithm}", algorithm, "learnability sampling, with 4x the generation"),
+        (f"lilo_{algorithm}", f"{algorithm}_matched", "learnability sampling at equal generation (4x the steps)"),
+        (f"lilo_{algorithm}", f"{algorithm}_matched_batch", "learnability sampling at equal generation and steps"),
+        (f"{algorithm}_matched", algorithm, "4x the questions per iteration, 4x the steps"),
+        (f"{algorithm}_matched_batch", algorithm, "4x the questions per iteration, 4x the minibatch"),
+    ]
 COLORS = {"ppo": "tab:blue", "vineppo": "tab:orange", "lilo_ppo": "tab:green", "lilo_vineppo": "tab:red",
           "grpo": "tab:purple", "lilo_grpo": "tab:brown"}  # fmt: skip
 
 
 def color_and_style(config: str) -> tuple[str, str]:
-    """A compute-matched baseline: its base trainer's colour, dashed."""
-    base = config.removesuffix("_matched")
-    return COLORS[base], "--" if config != base else "-"
+    """A compute-matched baseline: its base trainer's colour, dashed (4x the steps) or dotted (4x the minibatch)."""
+    base = config.removesuffix("_batch").removesuffix("_matched")
+    return COLORS[base], {base: "-", f"{base}_matched": "--"}.get(config, ":")
 
 
 def config_flags(config: str, trainer_args: str) -> list[str]:
-    """The configuration's own flags; "matched" becomes LILO's pool size as --questions-per-iteration."""
+    """The configuration's own flags: "matched" becomes LILO's pool size as --questions-per-iteration, "batch"
+    LILO_OVERSAMPLE x the minibatch as --minibatch-size."""
     flags = []
-    for flag in CONFIGS[config][1]:
-        if flag == "matched":
-            given = re.search(r"--questions-per-iteration[ =](\d+)", trainer_args)
-            flags += ["--questions-per-iteration", str((int(given.group(1)) if given else 4) * LILO_OVERSAMPLE)]
-        else:
-            flags.append(flag)
+    for flag, option in [("matched", "questions_per_iteration"), ("batch", "minibatch_size")]:
+        if flag in CONFIGS[config][1]:
+            name = "--" + option.replace("_", "-")
+            given = re.search(rf"{name}[ =](\d+)", trainer_args)
+            flags += [name, str((int(given.group(1)) if given else TRAINER_DEFAULTS[option]) * LILO_OVERSAMPLE)]
     return flags
 
 
@@ -229,9 +226,13 @@ def plot(tables: dict[str, pd.DataFrame], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     seeds = max(t["seed"].nunique() for t in tables.values())
-    subset = "charts/train_subset_accuracy"
+    subset, tokens = "charts/train_subset_accuracy", "charts/cumulative_tokens_generated"
     with_subset = {config: table.dropna(subset=[subset]) for config, table in tables.items() if subset in table}
-    fig, axes = plt.subplots(1, 3 if with_subset else 2, figsize=(17 if with_subset else 11, 4.5), sharey=True)
+    with_tokens = {
+        config: table.assign(ktokens=table[tokens] / 1e3) for config, table in tables.items() if tokens in table
+    }
+    panels = 2 + bool(with_tokens) + bool(with_subset)
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels + 0.5, 4.5), sharey=True)
     for config, table in tables.items():
         color, style = color_and_style(config)
         band(axes[0], table, "iteration", "charts/test_accuracy", config, color, style)
@@ -242,12 +243,16 @@ def plot(tables: dict[str, pd.DataFrame], out: Path) -> None:
         title=f"held-out test accuracy: mean, 95% interval over seeds (up to {seeds})",
     )
     axes[1].set(xlabel="training wall-clock (minutes, evaluation excluded)", title="the same against time")
+    for config, table in with_tokens.items():
+        band(axes[2], table, "ktokens", "charts/test_accuracy", config, *color_and_style(config))
+    if with_tokens:  # rollouts, LILO's pools and Monte-Carlo rollouts alike
+        axes[2].set(xlabel="tokens generated for training (thousands)", title="the same against generation")
     for config, table in with_subset.items():
         color, style = color_and_style(config)
-        band(axes[2], table, "iteration", subset, f"{config} (seeds: {table['seed'].nunique()})", color, style)
+        band(axes[-1], table, "iteration", subset, f"{config} (seeds: {table['seed'].nunique()})", color, style)
     if with_subset:
-        axes[2].set(xlabel="iteration", title="fixed subset of training questions")
-        axes[2].legend(fontsize=8)
+        axes[-1].set(xlabel="iteration", title="fixed subset of training questions")
+        axes[-1].legend(fontsize=8)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "test_accuracy.png", dpi=120)
@@ -297,6 +302,9 @@ def plot(tables: dict[str, pd.DataFrame], out: Path) -> None:
     fig.savefig(out / "learnability.png", dpi=120)
 
 
+BIG = (0.0, np.inf)  # the bounds of a count or a duration
+
+
 def interval_text(values, digits: int = 3, percent: bool = False, bounds: tuple[float, float] = (0.0, 1.0)) -> str:
     """The mean and its interval (mean_interval) as "mean [low, high]", or the mean alone for one seed."""
     mean, low, high = mean_interval(values, bounds)
@@ -341,8 +349,8 @@ def summary(tables: dict[str, pd.DataFrame], out: Path) -> str:
         "",
         "| configuration | seeds | iterations | test acc. start | test acc. end [95% CI] | per seed "
         "| train-subset acc. start → end | zero-variance share [95% CI] | completions generated / trained "
-        "per iteration | s / iteration (median) |",
-        "|-|-|-|-|-|-|-|-|-|-|",
+        "per iteration | tokens generated in all (thousands) | training minutes in all | s / iteration (median) |",
+        "|-|-|-|-|-|-|-|-|-|-|-|-|",
     ]
     for config, table in tables.items():
         finals = per_seed(table, "charts/test_accuracy", "last")
@@ -358,10 +366,14 @@ def summary(tables: dict[str, pd.DataFrame], out: Path) -> str:
             trained = table.loc[table.index > 0].get("charts/completions_trained", table["completions_per_iteration"])
             generated = table.loc[table.index > 0].get("charts/completions_generated", trained)
             volume = f"{generated.mean():.0f} / {trained.mean():.0f}"
+        tokens = "not logged"  # by runs older than the count
+        if "charts/cumulative_tokens_generated" in table:
+            tokens = interval_text(per_seed(table, "charts/cumulative_tokens_generated", "last") / 1e3, 0, bounds=BIG)
+        minutes = interval_text(per_seed(table, "train_minutes", "last"), 1, bounds=BIG)
         lines.append(
             f"| {config} | {table['seed'].nunique()} | {table.index.max()} | {starts.mean():.3f} "
             f"| {interval_text(finals)} | {', '.join(f'{v:.3f}' for v in finals)} | {subset} "
-            f"| {interval_text(zero, percent=True)} | {volume} "
+            f"| {interval_text(zero, percent=True)} | {volume} | {tokens} | {minutes} "
             f"| {table.loc[table.index > 0, 'time/iteration'].median():.1f} |"
         )
     comparisons = [(a, b, what) for a, b, what in COMPARISONS if a in tables and b in tables]
@@ -374,11 +386,13 @@ def summary(tables: dict[str, pd.DataFrame], out: Path) -> str:
             "generates them). Difference: mean over seeds, in accuracy points ×100; 95% interval: a two-level "
             "bootstrap (10,000 resamples of the seeds, then of each drawn seed's questions); p: a two-sided paired "
             "t-test over the seeds' differences. Iterations to reach: the first evaluated iteration at which the "
-            "configuration reaches its base's final accuracy on the same seed.",
+            "configuration reaches its base's final accuracy on the same seed; tokens to reach: what it had "
+            "generated for training by then.",
             "",
             "| configuration − base | what differs | seeds | difference [95% bootstrap CI] | p | iterations to "
-            "reach the base's final acc.: median (range), seeds that reached it |",
-            "|-|-|-|-|-|-|",
+            "reach the base's final acc.: median (range), seeds that reached it | tokens to reach (thousands): "
+            "median |",
+            "|-|-|-|-|-|-|-|",
         ]
     for config, base, what in comparisons:
         last = min(tables[config].index.max(), tables[base].index.max())
@@ -392,10 +406,14 @@ def summary(tables: dict[str, pd.DataFrame], out: Path) -> str:
         reached = iterations_to_reach(tables[config], tables[base])
         hits = [v for v in reached.values() if v is not None]
         when = f"{np.median(hits):.0f} ({min(hits)}-{max(hits)}), {len(hits)}/{len(reached)}" if hits else "none"
+        table, tokens = tables[config], "charts/cumulative_tokens_generated"
+        spent = [table.loc[(table["seed"] == s) & (table.index == i), tokens].iloc[0] for s, i in reached.items()
+                 if i is not None and tokens in table]  # fmt: skip
+        spent = f"{np.median(spent) / 1e3:.0f}" if spent else "n/a"
         interval = f"[{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
         lines.append(
             f"| {config} − {base} | {what} | {d['seeds']} | {100 * d['difference']:+.1f} {interval} "
-            f"| {p_text(d['p'])} | {when} |"
+            f"| {p_text(d['p'])} | {when} | {spent} |"
         )
     vine = [c for c in tables if "charts/step_advantage_spread" in tables[c]]
     if vine:

@@ -2,9 +2,10 @@
 
 A checkpoint holds the trainable models (`save_pretrained`, loadable on their own), and in `state.pt` the
 optimisers' state, every random generator (python's, numpy's, torch's on each rank, from which vLLM samples in
-this process, and the minibatch order's), the data order and position, the iteration and the run's Args. It is
-written beside the previous one and swapped in, so a kill at any moment leaves a whole checkpoint on disk. Under
-torchrun every rank gathers the full tensors and rank 0 writes them, so a checkpoint loads with any number of ranks.
+this process, and the minibatch order's), the data order and position, the iteration, the totals of what the run
+generated and trained on, and the run's Args. It is written beside the previous one and swapped in, so a kill at any
+moment leaves a whole checkpoint on disk. Under torchrun every rank gathers the full tensors and rank 0 writes them,
+so a checkpoint loads with any number of ranks.
 """
 
 import random
@@ -18,6 +19,7 @@ import torch
 from common.distributed import every_rank, load_optimizer_state, model_state, optimizer_state, rank
 from common.guards import check_finite, stop_requested
 from common.progress import write
+from common.tracking import TOTALS
 
 
 def save_checkpoint(run_dir: Path, models: dict, tokenizer, generator, progress: dict, args) -> None:
@@ -26,7 +28,7 @@ def save_checkpoint(run_dir: Path, models: dict, tokenizer, generator, progress:
     weights stop the run before anything is written."""
     weights = {name: model_state(model) for name, (model, _) in models.items()}
     check_finite(progress["iteration"], **{f"{name}_weights": w for name, w in weights.items()})
-    state = {**progress, "args": asdict(args)}
+    state = {**progress, "args": asdict(args), "totals": dict(TOTALS)}
     state |= {f"{name}_optimizer": optimizer_state(model, optimizer) for name, (model, optimizer) in models.items()}
     state |= {"python_rng": random.getstate(), "numpy_rng": np.random.get_state(),
               "torch_rng": every_rank(torch.get_rng_state()), "minibatch_rng": generator.get_state()}  # fmt: skip
@@ -71,9 +73,10 @@ def load_checkpoint(args, models: dict, generator) -> dict:
     np.random.set_state(state["numpy_rng"])
     torch.set_rng_state(state["torch_rng"][rank() % len(state["torch_rng"])])  # each engine's sampling
     generator.set_state(state["minibatch_rng"])
+    TOTALS.update(state.get("totals", {}))
     print(f"resumed from {args.resume} at iteration {state['iteration'] + 1}")
     saved = state["args"]
     changed = [k for k, v in asdict(args).items() if k not in ("resume", "num_iterations") and saved.get(k) != v]
     if changed:
         print(f"warning: resuming with Args that differ from the run's: {', '.join(changed)}")
-    return {k: v for k, v in state.items() if k != "args" and not k.endswith(("_optimizer", "_rng"))}
+    return {k: v for k, v in state.items() if k not in ("args", "totals") and not k.endswith(("_optimizer", "_rng"))}

@@ -34,6 +34,10 @@ LINE = {
     "charts/mc_completions": ("mc", ".0f"),
     "charts/response_length": ("len", ".0f"),
 }
+# What the run has generated for training (rollouts, LILO's pools, Monte-Carlo rollouts; not evaluation) and trained
+# on, since its first iteration: logged as charts/cumulative_*, saved in checkpoints, to compare runs at equal
+# generation
+TOTALS = {"completions_generated": 0, "tokens_generated": 0, "completions_trained": 0, "tokens_trained": 0}
 PHASES = {"time/generation": "gen", "time/logprobs": "logp", "time/mc_rollouts": "mc", "time/update": "update",
           "time/sync": "sync"}  # fmt: skip
 
@@ -62,9 +66,11 @@ def rollout_metrics(scores, unparseable, completions, mask, kl, advantages, gene
     """What every trainer logs about an iteration's rollouts: accuracy, the shares of questions all right and all
     wrong (no learning signal for a group-relative or Monte-Carlo advantage), answers missing or cut off, response
     length, the KL to the reference (per-token estimates `kl`, summed per sequence), the advantages, and the engine's
-    speed."""
+    speed. Counts the completions trained on (TOTALS)."""
     lengths = mask.sum(1).long()
     mean = masked_mean(advantages, mask)
+    TOTALS["completions_trained"] += len(lengths)
+    TOTALS["tokens_trained"] += lengths.sum().item()
     return {
         "charts/train_accuracy": scores.mean().item(),
         "charts/all_correct_share": (scores.min(1).values == 1).float().mean().item(),
@@ -86,7 +92,8 @@ def mean_stats(stats: list[dict]) -> dict:
 
 def log_iteration(writer, iteration: int, num_iterations: int, metrics: dict) -> None:
     """Every scalar to tensorboard (rank 0), with the process's peak memory so far (time/peak_memory_gib: resident
-    memory, and on a GPU time/peak_gpu_memory_gib), and one line to stdout."""
+    memory, and on a GPU time/peak_gpu_memory_gib) and the run's TOTALS, and one line to stdout."""
+    metrics |= {f"charts/cumulative_{name}": value for name, value in TOTALS.items()}
     metrics["time/peak_memory_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
     if torch.cuda.is_available():
         metrics["time/peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30

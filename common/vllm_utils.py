@@ -19,6 +19,7 @@ import torch
 
 from common import distributed
 from common.progress import phase
+from common.tracking import TOTALS
 
 # Must be set before vllm is imported: keep the engine in this process, and on a CPU give
 # the KV cache 1 GiB instead of the default ~20 GiB (faster start, memory left to train; the trainers' batches
@@ -122,11 +123,13 @@ def generate(
     max_tokens: int | list[int],
     stop: list[str] | None = None,
     logprobs: bool = False,
+    counted: bool = True,
 ) -> list[list[Completion]]:
     """`n` completions for each tokenised prompt, in prompt order, in one batched call (under torchrun each engine
     generates for its share of the prompts, and every rank gets all the completions).
     `max_tokens` is one limit for all prompts, or one per prompt. `logprobs`: each completion also holds the
-    engine's log-prob of each of its tokens (vLLM computes them while sampling: no extra pass).
+    engine's log-prob of each of its tokens (vLLM computes them while sampling: no extra pass). `counted`: added to
+    the run's totals of what it generated (evaluation is not).
 
     Prompts go in as token ids, never as text: re-tokenising decoded text can shift token
     boundaries, which would break the alignment of log-probs and step boundaries.
@@ -155,7 +158,11 @@ def generate(
         ]
         for out in outputs
     ]
-    return distributed.gather_shares(completions)
+    completions = distributed.gather_shares(completions)
+    if counted:
+        TOTALS["completions_generated"] += sum(map(len, completions))
+        TOTALS["tokens_generated"] += sum(len(c.token_ids) for cs in completions for c in cs)
+    return completions
 
 
 @torch.no_grad()

@@ -99,6 +99,17 @@ def test_matched_configurations_generate_what_lilo_generates():
     matched = lc.config_flags("vineppo_matched", "--lr 1 --questions-per-iteration 8")
     assert matched == ["--questions-per-iteration", "32"]
     assert lc.config_flags("lilo_ppo", "") == []
+    # the equal-step control: LILO's pool, trained on in as many optimiser steps as the base takes
+    batch = lc.config_flags("grpo_matched_batch", "--minibatch-size 16")
+    assert batch == ["--questions-per-iteration", "16", "--minibatch-size", "64"]
+    assert len(lc.DEFAULT_CONFIGS) == 12
+
+
+@pytest.mark.parametrize("trainer", ["ppo", "vineppo", "grpo"])
+def test_the_scripts_defaults_are_the_trainers(trainer):
+    args = __import__(trainer).Args()
+    assert {name: getattr(args, name) for name in lc.TRAINER_DEFAULTS} == lc.TRAINER_DEFAULTS
+    assert __import__(f"lilo_{trainer}").Args().oversample == lc.LILO_OVERSAMPLE
 
 
 def test_a_short_run_writes_paired_grades_and_a_summary(tiny_model, tmp_path):
@@ -130,7 +141,9 @@ def test_a_short_run_writes_paired_grades_and_a_summary(tiny_model, tmp_path):
         scalars["lilo_ppo"]["charts/completions_generated"].iloc[-1]
         == 4 * scalars["ppo"]["completions_per_iteration"].iloc[0]
     )
+    assert (scalars["ppo_matched"]["charts/cumulative_tokens_generated"].diff().dropna() > 0).all()
     summary = (results / "summary.md").read_text()
+    assert "not logged" not in summary
     assert "| lilo_ppo − ppo_matched | learnability sampling at equal generation | 1 |" in summary
     assert (results / "test_accuracy.png").exists()
 

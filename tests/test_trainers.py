@@ -61,13 +61,34 @@ def test_logs_evaluates_and_checkpoints(coin_run, coin_model):
     tags += {"ppo": ["losses/value_loss", "losses/explained_variance"], "vineppo": ["charts/mc_completions"],
              "grpo": ["charts/zero_advantage_share"]}[script.removeprefix("lilo_").removesuffix(".py")]  # fmt: skip
     assert_logged(scalars, tags, [1, 2, 3])
-    assert_logged(scalars, ["charts/test_accuracy", "charts/train_subset_accuracy"], [0, 2, 3])
+    assert_logged(scalars, ["charts/test_accuracy", "charts/train_subset_accuracy", "time/evaluation"], [0, 2, 3])
     state = torch.load(run_dir / "checkpoint" / "state.pt", weights_only=False)
     assert state["iteration"] == 3 and state["args"]["num_iterations"] == 3
     assert state["policy_optimizer"]["param_groups"][0]["weight_decay"] == 0  # as in the papers' code
     assert json.loads((run_dir / "args.json").read_text())["num_iterations"] == 3
     assert (run_dir / "checkpoint" / "value" / "model.safetensors").exists() == (script in ("ppo.py", "lilo_ppo.py"))
     assert (run_dir / "checkpoint" / "policy" / "tokenizer.json").exists()
+
+
+def test_totals_count_what_was_generated_and_trained_on_and_not_evaluation(coin_run):
+    """charts/cumulative_*: each iteration adds the 4 x 8 completions trained on and what was generated for them (LILO's
+    pool of 16 x 8, VinePPO's Monte-Carlo rollouts); the evaluations at iterations 0 and 2 add nothing."""
+    script, _, scalars, _, _ = coin_run
+
+    def added(tag):
+        totals = values(scalars, f"charts/cumulative_{tag}")
+        return [b - a for a, b in zip([0.0, *totals], totals)]
+
+    trained = values(scalars, "charts/completions_trained") if "lilo" in script else [32.0] * 3
+    assert added("completions_trained") == trained == [32.0] * 3
+    lengths = values(scalars, "charts/response_length")
+    assert added("tokens_trained") == pytest.approx([32 * length for length in lengths])
+    generated = values(scalars, "charts/completions_generated") if "lilo" in script else trained
+    monte_carlo = values(scalars, "charts/mc_completions") if "vineppo" in script else [0.0] * 3
+    assert added("completions_generated") == [g + m for g, m in zip(generated, monte_carlo)]
+    if script in ("ppo.py", "grpo.py"):  # trained on all it generated
+        assert added("tokens_generated") == added("tokens_trained")
+    assert all(t > g for t, g in zip(added("tokens_generated"), added("completions_generated")))
 
 
 def test_training_makes_the_rewarded_answer_likelier(coin_run, coin_model):
@@ -201,6 +222,8 @@ def test_resume_is_exact(coin_run, coin_model, tmp_path):
     assert f"iter {stopped_at}/3" not in result.stdout
     for part in ("policy", "value") if script == "ppo.py" else ("policy",):
         assert_same_weights(whole / "checkpoint" / part, split / "checkpoint" / part, atol=1e-6)
+    totals = [tag for tag in read_scalars(whole) if tag.startswith("charts/cumulative_")]  # continued, not restarted
+    assert len(totals) == 4 and all(read_scalars(split)[tag][-1] == read_scalars(whole)[tag][-1] for tag in totals)
 
 
 def test_lilo_ppo_buffered_trains_and_resumes_exactly(coin_model, coin_dataset, tmp_path):
