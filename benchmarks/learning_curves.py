@@ -407,8 +407,11 @@ def summary(tables: dict[str, pd.DataFrame], out: Path) -> str:
         hits = [v for v in reached.values() if v is not None]
         when = f"{np.median(hits):.0f} ({min(hits)}-{max(hits)}), {len(hits)}/{len(reached)}" if hits else "none"
         table, tokens = tables[config], "charts/cumulative_tokens_generated"
-        spent = [table.loc[(table["seed"] == s) & (table.index == i), tokens].iloc[0] for s, i in reached.items()
-                 if i is not None and tokens in table]  # fmt: skip
+        spent = [
+            table.loc[(table["seed"] == s) & (table.index == i), tokens].fillna(0).iloc[0]
+            for s, i in reached.items()
+            if i is not None and tokens in table
+        ]  # nothing generated at iteration 0
         spent = f"{np.median(spent) / 1e3:.0f}" if spent else "n/a"
         interval = f"[{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
         lines.append(

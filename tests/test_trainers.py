@@ -123,11 +123,12 @@ def test_learning_rate_follows_the_references_schedule(coin_run):
     assert values(scalars, "charts/learning_rate") == pytest.approx([1e-2, 6e-3, 2e-3], rel=1e-6)
 
 
-@pytest.mark.parametrize("script", ["ppo.py", "vineppo.py"])
+@pytest.mark.parametrize("script", ["ppo.py", pytest.param("vineppo.py", marks=pytest.mark.slow)])
 def test_the_kl_penalty_holds_the_policy_at_the_reference(script, coin_run, coin_model, coin_dataset, tmp_path):
     """The KL term is in the loss: with a coefficient of 10 it outweighs the reward, and the rewarded answer stays
     near its initial probability 1/2 where the default run moves it past 0.7 (measured: 0.49 against 0.87). The
-    LILO files share these lines (tests/test_layout.py)."""
+    LILO files share these lines (tests/test_layout.py); VinePPO's run is in `pytest -m slow`; every trainer's KL
+    loss is unit-tested below."""
     if coin_run[0] != script:
         pytest.skip("one run per base trainer")
     run_dir, _ = train(script, coin_model, tmp_path, "--dataset", coin_dataset, *COIN_FLAGS, *EXTRA[script],
@@ -212,8 +213,22 @@ def test_resume_is_exact(coin_run, coin_model, tmp_path):
     would not isolate from resume bugs. With shared prompts (the default, here) a few weights can end in the last
     bits apart (3.9e-34 measured): the same within 1e-6; bit for bit on the plain path (the buffered test below)."""
     script, whole, _, flags, _ = coin_run
-    if script not in ("ppo.py", "grpo.py"):
-        pytest.skip("ppo.py (two models) and grpo.py here; lilo_ppo_buffered.py, with its buffer, below")
+    if script != "ppo.py":
+        pytest.skip(
+            "ppo.py (two models) here, grpo.py with `pytest -m slow`; lilo_ppo_buffered.py, with its buffer, below"
+        )
+    assert_resumes_exactly(script, whole, flags, coin_model, tmp_path)
+
+
+@pytest.mark.slow
+def test_grpo_resume_is_exact(coin_model, coin_dataset, tmp_path):
+    flags = ["--dataset", coin_dataset, *COIN_FLAGS, *EXTRA["grpo.py"]]
+    whole, _ = train("grpo.py", coin_model, tmp_path / "whole", *flags)
+    assert_resumes_exactly("grpo.py", whole, flags, coin_model, tmp_path)
+
+
+def assert_resumes_exactly(script, whole, flags, coin_model, tmp_path):
+    """A run stopped by SIGTERM and resumed ends as `whole`, the same run in one go."""
     split, stopped_at, _ = stopped_run(script, coin_model, tmp_path / "runs", *flags)
     assert stopped_at in (1, 2)
     result = run_script(script, "--model", coin_model, "--resume", str(split), *flags)
@@ -359,7 +374,9 @@ def test_grpo_loss_averages_each_completion_then_the_completions(module):
     assert loss == pytest.approx((-4 / 8 + 1 / 8) / 2)  # each completion's own length would give (-1 + 1) / 2
 
 
-@pytest.mark.parametrize(("precision", "top_p"), [("fp32", "1.0"), ("fp32", "0.8"), ("bf16", "1.0")])
+@pytest.mark.parametrize(
+    ("precision", "top_p"), [pytest.param("fp32", "1.0", marks=pytest.mark.slow), ("fp32", "0.8"), ("bf16", "1.0")]
+)  # fp32 at top-p 1 is the simpler case of 0.8's: with `pytest -m slow`
 def test_the_engine_gap_is_zero_in_fp32_and_small_in_bf16(precision, top_p, tiny_model, tmp_path):
     """The engine returns the log-probs of the distribution it sampled from (temperature 0.7, then top-p
     renormalised), and the trainer compares like with like: in fp32 both sides agree exactly. Raw log-probs
