@@ -130,6 +130,22 @@ def run_script(script: str, *args: str, timeout: int = 600):
     return subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
+def stop_message(script: str, *args: str) -> str:
+    """Run a trainer's `__main__` in this process, where its imports are already loaded (a second, where a new
+    interpreter takes 13), until it stops; returns what it stopped with, the line a user would read. For the paths
+    that stop before the run starts: a new interpreter shows once that nothing else is printed (tests/test_ppo.py)."""
+    import runpy
+
+    argv, sys.argv = sys.argv, [script, *args]
+    try:
+        runpy.run_path(str(ROOT / script), run_name="__main__")
+    except SystemExit as stop:
+        return str(stop.code)
+    finally:
+        sys.argv = argv
+    raise AssertionError(f"{script} did not stop")
+
+
 def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """Every tensorboard scalar of a run: tag -> [(step, value), ...]."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -7,7 +7,7 @@ import torch
 import lilo_ppo
 import lilo_ppo_buffered
 import ppo
-from conftest import run_script
+from conftest import run_script, stop_message
 
 PPO_MODULES = pytest.mark.parametrize("module", [ppo, lilo_ppo, lilo_ppo_buffered], ids=lambda m: m.__name__)
 
@@ -71,10 +71,18 @@ def test_clipped_value_loss_and_mask(module):
     assert v_loss.item() == pytest.approx(0.5 * (1 + 1 + 0.64) / 3)
 
 
+def test_bad_input_ends_with_one_clear_line_and_no_run_folder(tiny_model, tmp_path):
+    """As a user sees it, in a new interpreter: one `error:` line, no traceback, no empty run folder left behind."""
+    result = run_script("ppo.py", "--model", tiny_model, "--output-dir", str(tmp_path / "runs"), "--dataset", "nosuch")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    error = "error: --dataset nosuch: not one of arithmetic, gsm8k, math, orz57k, nor an existing file"
+    assert result.stderr.strip().splitlines() == [error]
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize(
     "script, flags, message",
     [
-        ("ppo.py", ["--dataset", "nosuchdata"], "--dataset nosuchdata"),
         ("ppo.py", ["--model", "./no/such/folder"], "no such folder"),
         ("ppo.py", ["--model", "org/not-cached-anywhere"], "the Hugging Face hub cannot be reached"),
         ("ppo.py", ["--questions-per-iteration", "3"], "multiple of --minibatch-size"),
@@ -84,10 +92,8 @@ def test_clipped_value_loss_and_mask(module):
          "--completions-per-question must be at least 2"),
     ],
 )  # fmt: skip
-def test_bad_input_ends_with_one_clear_message(script, flags, message, tiny_model, tmp_path):
+def test_bad_input_stops_with_a_clear_error_before_the_run_starts(script, flags, message, tiny_model, tmp_path):
     model = [] if "--model" in flags else ["--model", tiny_model]
-    result = run_script(script, *model, "--output-dir", str(tmp_path / "runs"), *flags, timeout=300)
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    assert message in result.stderr.strip().splitlines()[-1]
+    stopped = stop_message(script, *model, "--output-dir", str(tmp_path / "runs"), *flags)
+    assert stopped.startswith("error: ") and message in stopped and "\n" not in stopped
     assert not (tmp_path / "runs").exists()  # no empty run left behind to clutter tensorboard
