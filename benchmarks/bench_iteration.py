@@ -104,13 +104,13 @@ if __name__ == "__main__":
             a, b = rows[trainer, base]["scalars"], rows[trainer, variant]["scalars"]
             same = all(a[tag] == b[tag] for tag in sampled if tag in a)
             skipped = ("charts/tokens_per_second", "charts/engine_logprob_gap", "charts/engine_kl")
-            gaps = {
-                tag: max(abs(x - y) / max(abs(x), abs(y), 1e-6) for (_, x), (_, y) in zip(a[tag], b[tag]))
+            gaps = {  # tag -> (relative gap, absolute gap), the largest over the iterations
+                tag: max((abs(x - y) / max(abs(x), abs(y), 1e-6), abs(x - y)) for (_, x), (_, y) in zip(a[tag], b[tag]))
                 for tag in a
                 if not tag.startswith("time/") and tag not in skipped
             }
-            worst = sorted(gaps.items(), key=lambda kv: -kv[1])
-            above = ", ".join(f"{tag} {gap:.1e}" for tag, gap in worst if gap > 1e-3) or "none"
+            worst = sorted(gaps.items(), key=lambda kv: -kv[1][0])
+            above = ", ".join(f"{tag} {r:.1e} ({d:.1e} apart)" for tag, (r, d) in worst if r > 1e-3) or "none"
             rollouts = "the same" if same else "DIFFERENT"
             print(f"{trainer}: rollouts {rollouts}; other scalars over 1e-3 (relative): {above}")
     speedups = [rows[t, base]["time/iteration"] / rows[t, variant]["time/iteration"] for t in args.trainers]
