@@ -236,7 +236,7 @@ def test_load_split_unknown_dataset_exits_clearly(name):
 
 def fake_math_hub(malformed_at: tuple[str, str, int] | None = None):
     """A `_load_rows` serving MATH (7 configs x train/test) and MATH-500 in their hub schemas.
-    Two hendrycks problems are also in MATH-500 (one with other surrounding whitespace)."""
+    Two hendrycks problems are also in MATH-500, one of them twice (with other whitespace around and within)."""
 
     def load_rows(path, config, split):
         if path == "HuggingFaceH4/MATH-500":
@@ -248,6 +248,7 @@ def fake_math_hub(malformed_at: tuple[str, str, int] | None = None):
         rows = [{**MATH_ROW, "problem": f"{config} {split} {i}?", "solution": rf"\boxed{{{i}}}"} for i in range(3)]
         if (config, split) == ("algebra", "test"):
             rows += [{**MATH_ROW, "problem": "Shared 1?"}, {**MATH_ROW, "problem": "  Shared 2?\n"}]
+            rows += [{**MATH_ROW, "problem": "Shared\n 1?"}]  # the same question, but for its whitespace
         if malformed_at and (config, split) == malformed_at[:2]:
             rows[malformed_at[2]] = {"problem": "No solution?", "level": "Level 1"}
         return rows
