@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, AutoTokenizer  # noqa: E402
 
 from common.data import build_prompt, load_split  # noqa: E402
-from common.logprobs import model_inputs, pad_batch, response_logprobs  # noqa: E402
+from common.logprobs import pad_batch, response_logprobs, response_outputs  # noqa: E402
 from common.model import resolve_model  # noqa: E402
 
 if __name__ == "__main__":
@@ -46,7 +46,7 @@ if __name__ == "__main__":
         logp.sum().backward()
         times["policy forward+backward"], start = time.perf_counter() - start, time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            values = value_net(**model_inputs(batch, rows)).logits[:, width - 1 : -1, 0]  # as ppo.py's response_values
+            values = response_outputs(value_net, batch, rows, causal_lm=False)[..., 0]  # as ppo.py's response_values
         values.sum().backward()
         times["value forward+backward"], start = time.perf_counter() - start, time.perf_counter()
         for optimizer in optimizers:

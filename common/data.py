@@ -185,7 +185,7 @@ def load_split(dataset: str, split: str, seed: int = 0) -> list[dict]:
     # a hub dataset's row without a final answer is left out with a warning (the user cannot mend it: hendrycks_math's
     # number_theory train[661] ends in an empty \boxed{}); in the user's own file it is an error, with its line
     examples = [to_example(row, where, answer_required=dataset not in HUB) for row, where in rows]
-    if missing := [where for (row, where), e in zip(rows, examples) if e is None]:
+    if missing := [where for (_, where), e in zip(rows, examples) if e is None]:
         print(f"warning: left out {len(missing)} row(s) without a final answer: {missing[:3]}", file=sys.stderr)
         examples = [e for e in examples if e is not None]
     if dataset == "math" and split == "train":  # MATH-500 is the test set: keep it out of training
