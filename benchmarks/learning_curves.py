@@ -319,6 +319,13 @@ def p_text(p: float) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def bonferroni(p_values: list[float]) -> list[float]:
+    """Bonferroni-adjusted p-values: each times the number of comparisons that have one (2 seeds or more), at most 1;
+    an adjusted p under 0.05 holds the chance of any false positive in the table under 5%."""
+    tested = sum(not np.isnan(p) for p in p_values)
+    return [p if np.isnan(p) else min(1.0, p * tested) for p in p_values]
+
+
 def per_seed(table: pd.DataFrame, column: str, how: str = "mean") -> pd.Series:
     """One value per seed: the mean over iterations >= 1, or the value at the last iteration."""
     logged = table.loc[table.index > 0].dropna(subset=[column]) if how == "mean" else table.dropna(subset=[column])
@@ -385,15 +392,17 @@ def summary(tables: dict[str, pd.DataFrame], out: Path) -> str:
             "Each seed trains both configurations and grades them on the same test questions (its own, as the seed "
             "generates them). Difference: mean over seeds, in accuracy points ×100; 95% interval: a two-level "
             "bootstrap (10,000 resamples of the seeds, then of each drawn seed's questions); p: a two-sided paired "
-            "t-test over the seeds' differences. Iterations to reach: the first evaluated iteration at which the "
-            "configuration reaches its base's final accuracy on the same seed; tokens to reach: what it had "
-            "generated for training by then.",
+            "t-test over the seeds' differences; adjusted p: Bonferroni's, p times the number of comparisons in the "
+            "table (a difference is significant at 5% when its adjusted p is under 0.05). Iterations to reach: the "
+            "first evaluated iteration at which the configuration reaches its base's final accuracy on the same seed; "
+            "tokens to reach: what it had generated for training by then.",
             "",
-            "| configuration − base | what differs | seeds | difference [95% bootstrap CI] | p | iterations to "
-            "reach the base's final acc.: median (range), seeds that reached it | tokens to reach (thousands): "
-            "median |",
-            "|-|-|-|-|-|-|-|",
+            "| configuration − base | what differs | seeds | difference [95% bootstrap CI] | p | adjusted p "
+            "| iterations to reach the base's final acc.: median (range), seeds that reached it | tokens to reach "
+            "(thousands): median |",
+            "|-|-|-|-|-|-|-|-|",
         ]
+    rows = []
     for config, base, what in comparisons:
         last = min(tables[config].index.max(), tables[base].index.max())
         a, b = test_grades(out, config, last), test_grades(out, base, last)
@@ -414,10 +423,10 @@ def summary(tables: dict[str, pd.DataFrame], out: Path) -> str:
         ]  # nothing generated at iteration 0
         spent = f"{np.median(spent) / 1e3:.0f}" if spent else "n/a"
         interval = f"[{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
-        lines.append(
-            f"| {config} − {base} | {what} | {d['seeds']} | {100 * d['difference']:+.1f} {interval} "
-            f"| {p_text(d['p'])} | {when} | {spent} |"
-        )
+        head = f"| {config} − {base} | {what} | {d['seeds']} | {100 * d['difference']:+.1f} {interval}"
+        rows.append((head, d["p"], f"| {when} | {spent} |"))
+    for (head, p, tail), adjusted in zip(rows, bonferroni([p for _, p, _ in rows])):
+        lines.append(f"{head} | {p_text(p)} | {p_text(adjusted)} {tail}")
     vine = [c for c in tables if "charts/step_advantage_spread" in tables[c]]
     if vine:
         lines += [

@@ -29,6 +29,11 @@ def test_mean_interval_stays_within_what_the_quantity_can_take():
     assert lc.mean_interval([1.0, 3.0], bounds=(1, np.inf))[1:] == (1, pytest.approx(2 + 12.706205))
 
 
+def test_bonferroni_multiplies_by_the_comparisons_that_have_a_p_value():
+    adjusted = lc.bonferroni([0.01, float("nan"), 0.03, 0.6])  # a 1-seed comparison has no p-value: m = 3
+    assert adjusted[0] == pytest.approx(0.03) and np.isnan(adjusted[1]) and adjusted[2:] == [pytest.approx(0.09), 1]
+
+
 def test_paired_difference_of_identical_grades_is_zero():
     grades = {s: np.random.default_rng(s).integers(0, 2, 200) for s in range(5)}
     d = lc.paired_difference(grades, grades)
