@@ -229,7 +229,9 @@ def plot(tables: dict[str, pd.DataFrame], out: Path) -> None:
     subset, tokens = "charts/train_subset_accuracy", "charts/cumulative_tokens_generated"
     with_subset = {config: table.dropna(subset=[subset]) for config, table in tables.items() if subset in table}
     with_tokens = {
-        config: table.assign(ktokens=table[tokens] / 1e3) for config, table in tables.items() if tokens in table
+        config: table.assign(ktokens=table[tokens].mask(table.index == 0, 0) / 1e3)  # none generated before iteration 1
+        for config, table in tables.items()
+        if tokens in table
     }
     panels = 2 + bool(with_tokens) + bool(with_subset)
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels + 0.5, 4.5), sharey=True)
