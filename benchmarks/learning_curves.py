@@ -397,8 +397,8 @@ def summary(tables: dict[str, pd.DataFrame], out: Path) -> str:
             "t-test over the seeds' differences; adjusted p: Bonferroni's, p times the number of comparisons in the "
             "table (a difference is significant at 5% when its adjusted p is under 0.05). Iterations to reach: the "
             "first evaluated iteration at which the configuration reaches its base's final accuracy on the same seed; "
-            "tokens to reach: what it had generated for training by then (0 and 0 when the base ended no higher "
-            "than both started).",
+            "tokens to reach: what it had generated for training by then (both 0 when the base ended no higher than "
+            "where the two started).",
             "",
             "| configuration − base | what differs | seeds | difference [95% bootstrap CI] | p | adjusted p "
             "| iterations to reach the base's final acc.: median (range), seeds that reached it | tokens to reach "
