@@ -11,11 +11,12 @@ its tokens get the same advantage, its reward minus the group's mean reward divi
 standard deviation. A group whose completions all score alike has advantage 0 and teaches nothing.
 `--dr-grpo` gives Liu et al.'s variant ("Understanding R1-Zero-Like Training: A Critical Perspective").
 The lines shared with `ppo.py` (KL penalty in the loss, learning-rate schedule, optional whitening) are the
-VinePPO and LILO papers' code's, which their comments call "the papers' code". Run `python grpo.py --help`.
+VinePPO and LILO papers' code's, which their comments call "the papers' code". Run it with `--help`.
 """
 
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass
 
@@ -25,17 +26,17 @@ import tyro
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from common.args import check_args
-from common.checkpoint import checkpoint, load_checkpoint, saved_model
+from common.checkpoint import load_checkpoint, save_checkpoint, weights_path
+from common.console import print0
 from common.data import draw_questions, load_questions
 from common.distributed import init_distributed, rank_rows
 from common.evaluation import evaluate
 from common.grading import score
-from common.guards import catch_stop_signals, check_finite
-from common.logprobs import batched, engine_gap, masked_mean, pad_batch, response_logprobs
+from common.guards import catch_stop_signals, check_finite, stop_requested
+from common.logprobs import batched_no_grad, masked_mean, pad_batch, response_logprobs, tis_weights
 from common.model import load_model, resolve_model
-from common.progress import show_progress
 from common.schedule import set_learning_rates
-from common.tracking import end_run, log_iteration, mean_stats, rollout_metrics, start_run
+from common.tracking import add_to_totals, count_tokens, end_run, log_iteration, mean_stats, rollout_metrics, start_run
 from common.vllm_utils import generate, start_engine, sync_weights
 
 
@@ -50,7 +51,7 @@ class Args:
     dataset: str = "arithmetic"
     """arithmetic (built in), gsm8k, math, orz57k, or a local .jsonl/.json/.parquet/.csv file"""
     prompt_format: str = "chat"
-    """chat: the chat template asking for a boxed answer; vineppo: the papers' SFT models' own format"""
+    """chat: the chat template asking for a boxed answer; vineppo: the format of the papers' SFT models"""
     num_iterations: int = 20
     """number of iterations (rollout + update) to train for"""
     questions_per_iteration: int = 4
@@ -70,11 +71,11 @@ class Args:
     unparseable_penalty: float = 0.0
     """reward subtracted when no final answer can be extracted (off by default)"""
     learning_rate: float = 2e-6
-    """peak policy learning rate (VinePPO paper: 1e-6; at 1e-5 the default model's KL reached 4 nats in 3 iterations)"""
+    """peak policy learning rate (VinePPO paper: 1e-6)"""
     warmup_ratio: float = 0.03
-    """share of the optimiser steps spent warming the learning rates up, log-shaped as in the papers' code (0.03)"""
+    """share of the optimiser steps spent warming the learning rates up, log-shaped (papers: 0.03)"""
     lr_decay: bool = True
-    """decay the learning rates linearly to 0 at the end after the warm-up (papers' code: on)"""
+    """decay the learning rates linearly to 0 after the warm-up (papers: on)"""
     update_epochs: int = 1
     """passes over the iteration's completions per update (VinePPO paper: 2)"""
     minibatch_size: int = 8
@@ -130,20 +131,26 @@ def select_learnable(scores: torch.Tensor, k: int) -> list[int]:
     return np.lexsort((np.random.random(len(p)), -p * (1 - p)))[:k].tolist()
 
 
-def group_advantages(rewards: torch.Tensor, scale: bool = True) -> torch.Tensor:
-    """GRPO's advantage of each completion (one row of `rewards` per question, its group): its reward minus the
-    group's mean, divided by the group's standard deviation (DeepSeekMath; unbiased, + 1e-4 as TRL's GRPOTrainer
-    computes it). scale=False leaves the division out (Dr. GRPO). A group whose rewards are all equal gets 0."""
-    centred = rewards - rewards.mean(1, keepdim=True)
-    return centred / (rewards.std(1, keepdim=True) + 1e-4) if scale else centred
+def group_advantages(rewards: torch.Tensor, group_size: int, scale: bool = True) -> torch.Tensor:
+    """GRPO's advantage of each completion, from all the completions' `rewards` in question order (each question's
+    `group_size` completions one after the other: its group): its reward minus the group's mean, divided by the
+    group's standard deviation (DeepSeekMath; unbiased, + 1e-4 as TRL's GRPOTrainer computes it). scale=False leaves
+    the division out (Dr. GRPO). A group whose rewards are all equal gets 0."""
+    groups = rewards.view(-1, group_size)
+    centred = groups - groups.mean(1, keepdim=True)
+    return (centred / (groups.std(1, keepdim=True) + 1e-4) if scale else centred).flatten()
 
 
-def whiten(advantages, mask):
-    """Advantages shifted and scaled to zero mean and unit variance over the tokens in `mask`, as the papers' code
-    does for each minibatch (`masked_whiten`: the unbiased variance, 1e-8 inside the square root)."""
-    mean, n = masked_mean(advantages, mask), mask.sum()
-    var = masked_mean((advantages - mean) ** 2, mask) * n / (n - 1).clamp(min=1)
-    return (advantages - mean) * torch.rsqrt(var + 1e-8) * mask
+def whiten(advantages, mask, rows):
+    """`advantages` with a minibatch's `rows` shifted and scaled to zero mean and unit variance over those rows' tokens
+    (`mask`), as the papers' code does before each optimiser step (`masked_whiten`: the unbiased variance, 1e-8
+    inside the square root); the other rows as they are."""
+    minibatch, minibatch_mask = advantages[rows], mask[rows]
+    mean, n = masked_mean(minibatch, minibatch_mask), minibatch_mask.sum()
+    var = masked_mean((minibatch - mean) ** 2, minibatch_mask) * n / (n - 1).clamp(min=1)
+    whitened = advantages.clone()
+    whitened[rows] = (minibatch - mean) * torch.rsqrt(var + 1e-8) * minibatch_mask
+    return whitened
 
 
 def kl_penalty(logp, ref_logp, mask):
@@ -154,22 +161,21 @@ def kl_penalty(logp, ref_logp, mask):
     return ((log_ratio.exp() - log_ratio - 1) * mask).clamp(0, 10).sum(1)
 
 
-def ppo_losses(logp, batch: dict, rows, n_sequences: int, args: Args):
-    """GRPO's losses on the batch's `rows` (part of a minibatch of `n_sequences` sequences), from their new log-probs
-    `logp`:
+def grpo_losses(logp, old_logp, ref_logp, advantages, tis_weight, mask, n_sequences: int, args: Args):
+    """GRPO's losses on a micro-batch (a row per completion, part of a minibatch of `n_sequences` sequences), from the
+    new log-probs `logp`:
     - the clipped policy loss, each token's weighted by its TIS weight (common/logprobs.py), as GRPO aggregates it:
       each completion's mean over its tokens, summed and divided by `n_sequences`, so that accumulated micro-batches
       average exactly; Dr. GRPO divides each completion's sum by the constant --max-new-tokens instead of its length;
     - the KL penalty, kl_coef x each sequence's `kl_penalty`, averaged over the minibatch's sequences."""
-    mask, old_logp, advantages = batch["mask"][rows], batch["old_logp"][rows], batch["advantages"][rows]
     ratio = torch.exp(logp - old_logp)
     pg_loss = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef))
     lengths = args.max_new_tokens if args.dr_grpo else mask.sum(1).clamp(min=1)
-    pg_loss = ((pg_loss * batch["tis_weight"][rows] * mask).sum(1) / lengths).sum() / n_sequences
-    kl_seq = kl_penalty(logp, batch["ref_logp"][rows], mask)
+    pg_loss = ((pg_loss * tis_weight * mask).sum(1) / lengths).sum() / n_sequences
+    kl_seq = kl_penalty(logp, ref_logp, mask)
     kl_loss = args.kl_coef * kl_seq.sum() / n_sequences
-    stats = {  # each micro-batch's own means
-        "policy_loss": pg_loss.item() * n_sequences / len(rows),
+    stats = {  # the micro-batch's own means
+        "policy_loss": pg_loss.item() * n_sequences / len(mask),
         "kl_penalty": kl_seq.mean().item(),
         "clipfrac": masked_mean(((ratio - 1).abs() > args.clip_coef).float(), mask).item(),
         "approx_kl": masked_mean((ratio - 1) - (logp - old_logp), mask).item(),
@@ -184,15 +190,11 @@ if __name__ == "__main__":
         (args.completions_per_question < 2, "--completions-per-question must be at least 2: a group needs a spread"),
         (args.oversample < 1, "--oversample must be at least 1"),
     )
-    # this process's rank and device: (0, cuda or cpu) without torchrun
-    rank, world_size, device = init_distributed(args.vllm_tensor_parallel_size)
+    device = init_distributed()  # under torchrun: this rank's device
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)  # the same on every rank
-    # bf16: forward and backward passes compute in bf16 over the fp32 weights (and fp32 optimiser state), as the
-    # engine, which holds the same weights rounded to bf16, generates; on a CPU with AMX as on a GPU. Not the default:
-    # the weights start on bf16's grid, and a step smaller than half a bf16 step leaves the bf16 policy unchanged, so
-    # a short run at a small learning rate barely moves it (the CPU default's 40 steps at 2e-6: docs/precision.md)
+    # bf16: autocast over the fp32 weights, beside an engine in bf16; why fp32 is the default: docs/precision.md
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
 
     # data: every prompt tokenised once; a mistyped --model or --dataset stops here, before a run folder is made
@@ -204,10 +206,10 @@ if __name__ == "__main__":
 
     # models: the policy, the frozen reference policy for the KL penalty (a resumed run loads the policy from its
     # checkpoint), and the vLLM engine that generates (no value network: each group's mean reward is its baseline)
-    policy = load_model(AutoModelForCausalLM, saved_model(args, "policy", model_path), device)
+    policy = load_model(AutoModelForCausalLM, weights_path(args, "policy", model_path), device)
     ref_policy = load_model(AutoModelForCausalLM, model_path, device, frozen=True)
     policy.config.pad_token_id = pad_id
-    # no weight decay, as in the papers' code (AdamW's default would be 0.01)
+    # no weight decay (papers; AdamW's default would be 0.01)
     policy_optimizer = torch.optim.AdamW(policy.parameters(), lr=args.learning_rate, eps=1e-8, weight_decay=0)
     models = {"policy": (policy, policy_optimizer)}
     # the learning rates follow one schedule over all the run's optimiser steps (common/schedule.py)
@@ -215,36 +217,37 @@ if __name__ == "__main__":
     steps_per_iteration = args.update_epochs * batch_size // args.minibatch_size
     total_steps = args.num_iterations * steps_per_iteration
     max_model_len = args.max_prompt_tokens + args.max_new_tokens
-    llm = start_engine(model_path, args.seed, max_model_len, args.vllm_gpu_memory_utilization, args.precision)
-    # the engine seeded python's, numpy's and torch's generators with its own seed (seed + engine index under
-    # torchrun), and samples from torch's: the trainer's own draws (questions, minibatches) start again from the
-    # run's seed, the same on every rank, and the minibatch order has a generator of its own
+    llm = start_engine(model_path, args.seed, max_model_len, args.vllm_gpu_memory_utilization, args.precision,
+                       tensor_parallel_size=args.vllm_tensor_parallel_size)  # fmt: skip
+    # the engine reseeded the global generators: the trainer's draws restart from the run's seed, alike on every rank
     random.seed(args.seed)
     np.random.seed(args.seed)
     minibatch_generator = torch.Generator().manual_seed(args.seed)
-    # where the run stands: --resume restores it, with the optimisers and every generator (common/checkpoint.py)
-    progress = {"iteration": 0, "data_order": np.random.permutation(len(train)), "data_position": 0}
+    # where the run stands (iteration, data order and position, totals of what it generated and trained on):
+    # --resume restores it, with the optimisers and every generator (common/checkpoint.py)
+    run_state = {"iteration": 0, "data_order": np.random.permutation(len(train)), "data_position": 0, "totals": {}}
     if args.resume:
-        progress = load_checkpoint(args, models, minibatch_generator)
+        run_state = load_checkpoint(args, models, minibatch_generator)
         sync_weights(llm, policy)
-    # train_subset: training questions under the same greedy evaluation, the measure of fitting
-    eval_subsets = {"test": test, "train_subset": train[: args.eval_size]}
-    if progress["iteration"] == 0:
-        evaluate(llm, eval_subsets, args, writer, 0)
+    # greedy accuracy on the test questions, and on the training split's first (most of which a short run never draws)
+    eval_subsets = {"test": test, "train_split": train[: args.eval_size]}
+    evaluations = []  # (iteration, accuracy of each subset) of this process's evaluations
+    if args.eval_interval and run_state["iteration"] == 0:
+        evaluations.append((0, evaluate(llm, eval_subsets, args.max_new_tokens, writer, 0)))
 
-    # from here on SIGTERM and SIGINT stop the run after the current iteration, with a checkpoint
-    catch_stop_signals()
-    show_progress(progress["iteration"], args.num_iterations)  # on a terminal, a bar with the time left
+    stop_signals = catch_stop_signals()  # from now on SIGTERM and SIGINT stop the run after the iteration under way
     stop = None
-    for iteration in range(progress["iteration"] + 1, args.num_iterations + 1):
+    for iteration in range(run_state["iteration"] + 1, args.num_iterations + 1):
         t_start = time.perf_counter()
 
         # 1. sample a pool of `oversample` x the questions: uniformly, without replacement within a pass
-        questions = [train[i] for i in draw_questions(args.questions_per_iteration * args.oversample, progress)]
+        questions = [train[i] for i in draw_questions(args.questions_per_iteration * args.oversample, run_state)]
 
         # 2. rollout: n completions per question from the current policy (each engine does its share)
         completions = rollout(llm, questions, args.completions_per_question, args)
         t_generated = time.perf_counter()
+        tokens_per_second = count_tokens(completions) / (t_generated - t_start)  # the engine's speed
+        run_state["totals"] = add_to_totals(run_state["totals"], "generated", completions)
 
         # 3. reward: 1 for a correct final answer, else 0 (minus --unparseable-penalty where none can be found)
         scores, unparseable = map(torch.tensor, score(questions, completions))
@@ -261,40 +264,40 @@ if __name__ == "__main__":
 
         # log-probs of the sampling (old) policy and the reference policy, once per iteration
         with autocast:
-            old_logp, _, sampling_logp = batched(
+            old_logp, _, sampling_logp = batched_no_grad(
                 response_logprobs, policy, batch, args.micro_batch_size, args.temperature, args.top_p
             )
-            ref_logp = batched(response_logprobs, ref_policy, batch, args.micro_batch_size, args.temperature)[0]
+            ref_logp = batched_no_grad(response_logprobs, ref_policy, batch, args.micro_batch_size, args.temperature)[0]
         old_logp, ref_logp = old_logp * mask, ref_logp * mask
         check_finite(iteration, old_log_probs=old_logp, reference_log_probs=ref_logp)
         # the engine's kernels differ from the trainer's, so it samples from a policy slightly off the old one: the
         # gap is logged and each token's policy loss weighted by truncated importance sampling (common/logprobs.py)
-        tis_weight, gap_metrics = engine_gap(completions, sampling_logp, mask, args.tis_cap)
+        tis_weight, gap_metrics = tis_weights(completions, sampling_logp, mask, args.tis_cap)
         t_logprobs = time.perf_counter()
 
         # 4. credit assignment: each completion's reward against its group's (question's), on all its tokens
-        group_size = args.completions_per_question
-        advantages = group_advantages(rewards_seq.view(-1, group_size), scale=not args.dr_grpo).flatten()
+        advantages = group_advantages(rewards_seq, args.completions_per_question, scale=not args.dr_grpo)
         advantages = advantages.to(device)[:, None] * mask
-        batch |= {"old_logp": old_logp, "ref_logp": ref_logp, "tis_weight": tis_weight}
 
         # 5. policy update: clipped PPO over a few epochs of minibatches
         stats, optimizer_step = [], (iteration - 1) * steps_per_iteration
         for _epoch in range(args.update_epochs):
             for minibatch in torch.randperm(len(responses), generator=minibatch_generator).split(args.minibatch_size):
                 policy_optimizer.zero_grad()
-                batch["advantages"] = advantages.clone()
-                if args.whiten_advantages:  # over this minibatch's tokens, as the papers' code does before each step
-                    batch["advantages"][minibatch] = whiten(advantages[minibatch], mask[minibatch])
+                # whitened over this minibatch's tokens before each step (papers)
+                update_advantages = whiten(advantages, mask, minibatch) if args.whiten_advantages else advantages
                 minibatch_loss = 0.0
                 for mb in rank_rows(minibatch).split(args.micro_batch_size):  # each rank its share; gradients summed
                     with autocast:
                         logp, entropy, _ = response_logprobs(policy, batch, mb, args.temperature)
-                    pg_loss, kl_loss, s = ppo_losses(logp, batch, mb, len(minibatch), args)
+                    pg_loss, kl_loss, policy_stats = grpo_losses(
+                        logp, old_logp[mb], ref_logp[mb], update_advantages[mb], tis_weight[mb], mask[mb],
+                        len(minibatch), args,
+                    )  # fmt: skip
                     loss = pg_loss + kl_loss
                     loss.backward()
                     minibatch_loss += loss.detach()
-                    stats.append(s | {"entropy": masked_mean(entropy, mask[mb]).item()})
+                    stats.append(policy_stats | {"entropy": masked_mean(entropy, mask[mb]).item()})
                 grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), args.max_grad_norm)
                 check_finite(iteration, loss=minibatch_loss, gradient_norm=grad_norm)
                 # this step's learning rates, from its index in the run: a resumed run continues the schedule exactly
@@ -308,13 +311,15 @@ if __name__ == "__main__":
         sync_seconds = sync_weights(llm, policy)
         t_end = time.perf_counter()
 
-        # 7. evaluate: greedy accuracy on the fixed test and training subsets, every --eval-interval iterations
-        evaluate(llm, eval_subsets, args, writer, iteration)
+        # 7. evaluate: greedy accuracy on the fixed subsets, every --eval-interval iterations and at the last
+        if args.eval_interval and (iteration % args.eval_interval == 0 or iteration == args.num_iterations):
+            evaluations.append((iteration, evaluate(llm, eval_subsets, args.max_new_tokens, writer, iteration)))
 
         # 8. log: every scalar to tensorboard, one line to stdout
         kl = old_logp - ref_logp  # per-token estimate of KL(policy || reference), logged (the loss has its own)
-        metrics = rollout_metrics(scores, unparseable, completions, mask, kl, advantages, t_generated - t_start)
-        metrics |= gap_metrics | mean_stats(stats)
+        run_state["totals"] = add_to_totals(run_state["totals"], "trained", completions)
+        metrics = rollout_metrics(scores, unparseable, completions, mask, kl, advantages) | gap_metrics
+        metrics |= mean_stats(stats) | {f"charts/cumulative_{name}": n for name, n in run_state["totals"].items()}
         metrics |= {
             "charts/pool_all_correct_share": (pool_scores.mean(1) == 1).float().mean().item(),
             "charts/pool_all_wrong_share": (pool_scores.mean(1) == 0).float().mean().item(),
@@ -324,6 +329,7 @@ if __name__ == "__main__":
             "charts/completions_trained": scores.numel(),
             "charts/zero_advantage_share": (advantages.abs().sum(1) == 0).float().mean().item(),
             "charts/learning_rate": policy_optimizer.param_groups[0]["lr"],
+            "charts/tokens_per_second": tokens_per_second,
             "time/generation": t_generated - t_start,
             "time/logprobs": t_logprobs - t_generated,
             "time/update": t_updated - t_logprobs,
@@ -333,9 +339,14 @@ if __name__ == "__main__":
         }
         log_iteration(writer, iteration, args.num_iterations, metrics)
 
-        # 9. checkpoint: every --save-interval iterations, at the end, and when a signal asks the run to stop
-        progress["iteration"] = iteration
-        stop = checkpoint(run_dir, models, tokenizer, minibatch_generator, progress, args)
+        # 9. checkpoint: every --save-interval iterations, at the end, and when a signal asked the run to stop
+        run_state["iteration"] = iteration
+        stop = stop_requested(stop_signals)  # on any rank
+        if stop or iteration == args.num_iterations or (args.save_interval and iteration % args.save_interval == 0):
+            save_checkpoint(run_dir, models, tokenizer, minibatch_generator, run_state, args)
         if stop:
+            print0(f"stopped by {stop.name} after iteration {iteration}: continue with --resume {run_dir}")
             break
-    end_run(writer, stop, run_dir)
+    end_run(writer, run_dir, evaluations)
+    if stop:  # the shell's exit code for the signal
+        sys.exit(128 + stop)

@@ -9,11 +9,12 @@ uniformly, all of them. `diff lilo_ppo.py lilo_ppo_buffered.py` is the whole var
 The classic baseline of the VinePPO and LILO papers. Each iteration samples questions,
 generates completions with vLLM, rewards correct final answers, estimates per-token
 advantages with a value network (a copy of the policy with a scalar head) and GAE, and
-takes clipped PPO steps on the policy and value network. Run `python ppo.py --help`.
+takes clipped PPO steps on the policy and value network. Run it with `--help`.
 """
 
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass
 
@@ -23,17 +24,17 @@ import tyro
 from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, AutoTokenizer
 
 from common.args import check_args
-from common.checkpoint import checkpoint, load_checkpoint, saved_model
+from common.checkpoint import load_checkpoint, save_checkpoint, weights_path
+from common.console import print0
 from common.data import draw_questions, load_questions
 from common.distributed import init_distributed, rank_rows
 from common.evaluation import evaluate
 from common.grading import score
-from common.guards import catch_stop_signals, check_finite
-from common.logprobs import batched, engine_gap, masked_mean, pad_batch, response_logprobs, response_outputs
+from common.guards import catch_stop_signals, check_finite, stop_requested
+from common.logprobs import batched_no_grad, masked_mean, pad_batch, response_logprobs, response_outputs, tis_weights
 from common.model import load_model, resolve_model
-from common.progress import show_progress
 from common.schedule import set_learning_rates
-from common.tracking import end_run, log_iteration, mean_stats, rollout_metrics, start_run
+from common.tracking import add_to_totals, count_tokens, end_run, log_iteration, mean_stats, rollout_metrics, start_run
 from common.vllm_utils import generate, start_engine, sync_weights
 
 
@@ -48,7 +49,7 @@ class Args:
     dataset: str = "arithmetic"
     """arithmetic (built in), gsm8k, math, orz57k, or a local .jsonl/.json/.parquet/.csv file"""
     prompt_format: str = "chat"
-    """chat: the chat template asking for a boxed answer; vineppo: the papers' SFT models' own format"""
+    """chat: the chat template asking for a boxed answer; vineppo: the format of the papers' SFT models"""
     num_iterations: int = 20
     """number of iterations (rollout + update) to train for"""
     questions_per_iteration: int = 4
@@ -76,13 +77,13 @@ class Args:
     unparseable_penalty: float = 0.0
     """reward subtracted when no final answer can be extracted (off by default)"""
     learning_rate: float = 2e-6
-    """peak policy learning rate (VinePPO paper: 1e-6; at 1e-5 the default model's KL reached 4 nats in 3 iterations)"""
+    """peak policy learning rate (VinePPO paper: 1e-6)"""
     value_learning_rate: float = 1e-4
-    """peak value network learning rate (VinePPO paper: 1e-6 as the policy; higher here: 20 iterations, new head)"""
+    """peak value network learning rate (VinePPO paper: 1e-6, as the policy; why higher here: docs/running.md)"""
     warmup_ratio: float = 0.03
-    """share of the optimiser steps spent warming the learning rates up, log-shaped as in the papers' code (0.03)"""
+    """share of the optimiser steps spent warming the learning rates up, log-shaped (papers: 0.03)"""
     lr_decay: bool = True
-    """decay the learning rates linearly to 0 at the end after the warm-up (papers' code: on)"""
+    """decay the learning rates linearly to 0 after the warm-up (papers: on)"""
     update_epochs: int = 1
     """passes over the iteration's completions per update (VinePPO paper: 2)"""
     minibatch_size: int = 8
@@ -160,12 +161,16 @@ def compute_gae(rewards, values, mask, gamma, lam):
     return advantages, (advantages + values) * mask
 
 
-def whiten(advantages, mask):
-    """Advantages shifted and scaled to zero mean and unit variance over the tokens in `mask`, as the papers' code
-    does for each minibatch (`masked_whiten`: the unbiased variance, 1e-8 inside the square root)."""
-    mean, n = masked_mean(advantages, mask), mask.sum()
-    var = masked_mean((advantages - mean) ** 2, mask) * n / (n - 1).clamp(min=1)
-    return (advantages - mean) * torch.rsqrt(var + 1e-8) * mask
+def whiten(advantages, mask, rows):
+    """`advantages` with a minibatch's `rows` shifted and scaled to zero mean and unit variance over those rows' tokens
+    (`mask`), as the papers' code does before each optimiser step (`masked_whiten`: the unbiased variance, 1e-8
+    inside the square root); the other rows as they are."""
+    minibatch, minibatch_mask = advantages[rows], mask[rows]
+    mean, n = masked_mean(minibatch, minibatch_mask), minibatch_mask.sum()
+    var = masked_mean((minibatch - mean) ** 2, minibatch_mask) * n / (n - 1).clamp(min=1)
+    whitened = advantages.clone()
+    whitened[rows] = (minibatch - mean) * torch.rsqrt(var + 1e-8) * minibatch_mask
+    return whitened
 
 
 def kl_penalty(logp, ref_logp, mask):
@@ -176,32 +181,35 @@ def kl_penalty(logp, ref_logp, mask):
     return ((log_ratio.exp() - log_ratio - 1) * mask).clamp(0, 10).sum(1)
 
 
-def ppo_losses(logp, values, batch: dict, rows, n_sequences: int, n_tokens, args: Args):
-    """PPO's losses on the batch's `rows` (part of a minibatch of `n_sequences` sequences and `n_tokens` response
-    tokens), from their new log-probs `logp` and values `values`:
-    - the clipped policy loss, each token's weighted by its TIS weight (common/logprobs.py);
-    - the KL penalty, kl_coef x each sequence's `kl_penalty`, averaged over the minibatch's sequences;
-    - the clipped value loss.
-    The policy and value losses are summed over the rows' tokens and divided by `n_tokens`, so that accumulated
-    micro-batches average the minibatch's tokens exactly."""
-    mask, old_logp, advantages = batch["mask"][rows], batch["old_logp"][rows], batch["advantages"][rows]
+def ppo_losses(logp, old_logp, ref_logp, advantages, tis_weight, mask, n_sequences: int, n_tokens, args: Args):
+    """PPO's policy losses on a micro-batch (a row per completion, part of a minibatch of `n_sequences` sequences and
+    `n_tokens` response tokens), from the new log-probs `logp`:
+    - the clipped policy loss, each token's weighted by its TIS weight (common/logprobs.py), summed over the tokens
+      and divided by `n_tokens`, so that accumulated micro-batches average the minibatch's tokens exactly;
+    - the KL penalty, kl_coef x each sequence's `kl_penalty`, averaged over the minibatch's sequences."""
     ratio = torch.exp(logp - old_logp)
     pg_loss = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef))
-    pg_loss = (pg_loss * batch["tis_weight"][rows] * mask).sum() / n_tokens
-    kl_seq = kl_penalty(logp, batch["ref_logp"][rows], mask)
+    pg_loss = (pg_loss * tis_weight * mask).sum() / n_tokens
+    kl_seq = kl_penalty(logp, ref_logp, mask)
     kl_loss = args.kl_coef * kl_seq.sum() / n_sequences
-    old_values, returns, clip = batch["old_values"][rows], batch["returns"][rows], args.value_clip_coef
-    values_clipped = old_values + (values - old_values).clamp(-clip, clip)
-    v_loss = 0.5 * torch.max((values - returns) ** 2, (values_clipped - returns) ** 2)
-    v_loss = (v_loss * mask).sum() / n_tokens
-    stats = {  # each micro-batch's own means
+    stats = {  # the micro-batch's own means
         "policy_loss": pg_loss.item() * n_tokens.item() / mask.sum().item(),
-        "value_loss": v_loss.item() * n_tokens.item() / mask.sum().item(),
         "kl_penalty": kl_seq.mean().item(),
         "clipfrac": masked_mean(((ratio - 1).abs() > args.clip_coef).float(), mask).item(),
         "approx_kl": masked_mean((ratio - 1) - (logp - old_logp), mask).item(),
     }
-    return pg_loss, kl_loss, v_loss, stats
+    return pg_loss, kl_loss, stats
+
+
+def value_loss(values, old_values, returns, mask, n_tokens, args: Args):
+    """The value network's loss on a micro-batch: half the larger of the squared errors of the new values and of the
+    new values clipped to --value-clip-coef around the old ones, summed over the tokens and divided by `n_tokens`
+    (the minibatch's); with its mean over the micro-batch's own tokens, logged."""
+    clip = args.value_clip_coef
+    values_clipped = old_values + (values - old_values).clamp(-clip, clip)
+    v_loss = 0.5 * torch.max((values - returns) ** 2, (values_clipped - returns) ** 2)
+    v_loss = (v_loss * mask).sum() / n_tokens
+    return v_loss, {"value_loss": v_loss.item() * n_tokens.item() / mask.sum().item()}
 
 
 if __name__ == "__main__":
@@ -217,15 +225,11 @@ if __name__ == "__main__":
         ),
         (not 0 <= args.buffer_share <= 1, "--buffer-share must be in [0, 1]"),
     )
-    # this process's rank and device: (0, cuda or cpu) without torchrun
-    rank, world_size, device = init_distributed(args.vllm_tensor_parallel_size)
+    device = init_distributed()  # under torchrun: this rank's device
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)  # the same on every rank: the value head, for one, starts alike
-    # bf16: forward and backward passes compute in bf16 over the fp32 weights (and fp32 optimiser state), as the
-    # engine, which holds the same weights rounded to bf16, generates; on a CPU with AMX as on a GPU. Not the default:
-    # the weights start on bf16's grid, and a step smaller than half a bf16 step leaves the bf16 policy unchanged, so
-    # a short run at a small learning rate barely moves it (the CPU default's 40 steps at 2e-6: docs/precision.md)
+    # bf16: autocast over the fp32 weights, beside an engine in bf16; why fp32 is the default: docs/precision.md
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
 
     # data: every prompt tokenised once; a mistyped --model or --dataset stops here, before a run folder is made
@@ -237,12 +241,12 @@ if __name__ == "__main__":
 
     # models: the policy, the value network (a copy of the initial policy with a scalar head), the frozen reference
     # policy for the KL penalty (a resumed run loads the first two from its checkpoint), and the vLLM engine
-    policy = load_model(AutoModelForCausalLM, saved_model(args, "policy", model_path), device)
-    value_path = saved_model(args, "value", model_path)
+    policy = load_model(AutoModelForCausalLM, weights_path(args, "policy", model_path), device)
+    value_path = weights_path(args, "value", model_path)
     value_net = load_model(AutoModelForTokenClassification, value_path, device, num_labels=1)
     ref_policy = load_model(AutoModelForCausalLM, model_path, device, frozen=True)
     policy.config.pad_token_id = value_net.config.pad_token_id = pad_id
-    # no weight decay, as in the papers' code (AdamW's default would be 0.01)
+    # no weight decay (papers; AdamW's default would be 0.01)
     policy_optimizer = torch.optim.AdamW(policy.parameters(), lr=args.learning_rate, eps=1e-8, weight_decay=0)
     value_optimizer = torch.optim.AdamW(value_net.parameters(), lr=args.value_learning_rate, eps=1e-8, weight_decay=0)
     models = {"policy": (policy, policy_optimizer), "value": (value_net, value_optimizer)}
@@ -251,49 +255,49 @@ if __name__ == "__main__":
     steps_per_iteration = args.update_epochs * batch_size // args.minibatch_size
     total_steps = args.num_iterations * steps_per_iteration
     max_model_len = args.max_prompt_tokens + args.max_new_tokens
-    llm = start_engine(model_path, args.seed, max_model_len, args.vllm_gpu_memory_utilization, args.precision)
-    # the engine seeded python's, numpy's and torch's generators with its own seed (seed + engine index under
-    # torchrun), and samples from torch's: the trainer's own draws (questions, minibatches) start again from the
-    # run's seed, the same on every rank, and the minibatch order has a generator of its own
+    llm = start_engine(model_path, args.seed, max_model_len, args.vllm_gpu_memory_utilization, args.precision,
+                       tensor_parallel_size=args.vllm_tensor_parallel_size)  # fmt: skip
+    # the engine reseeded the global generators: the trainer's draws restart from the run's seed, alike on every rank
     random.seed(args.seed)
     np.random.seed(args.seed)
     minibatch_generator = torch.Generator().manual_seed(args.seed)
-    # where the run stands: --resume restores it, with the optimisers and every generator (common/checkpoint.py)
-    progress = {"iteration": 0, "data_order": np.random.permutation(len(train)), "data_position": 0, "buffer": []}
+    # where the run stands (iteration, data order and position, totals of what it generated and trained on):
+    # --resume restores it, with the optimisers and every generator (common/checkpoint.py)
+    run_state = {"iteration": 0, "data_order": np.random.permutation(len(train)), "data_position": 0, "totals": {}}
+    run_state["buffer"] = []  # the buffer's questions (indices into `train`), saved in checkpoints
     if args.resume:
-        progress = load_checkpoint(args, models, minibatch_generator)
+        run_state = load_checkpoint(args, models, minibatch_generator)
         sync_weights(llm, policy)
-    # train_subset: training questions under the same greedy evaluation, the measure of fitting
-    eval_subsets = {"test": test, "train_subset": train[: args.eval_size]}
-    if progress["iteration"] == 0:
-        evaluate(llm, eval_subsets, args, writer, 0)
+    # greedy accuracy on the test questions, and on the training split's first (most of which a short run never draws)
+    eval_subsets = {"test": test, "train_split": train[: args.eval_size]}
+    evaluations = []  # (iteration, accuracy of each subset) of this process's evaluations
+    if args.eval_interval and run_state["iteration"] == 0:
+        evaluations.append((0, evaluate(llm, eval_subsets, args.max_new_tokens, writer, 0)))
 
-    # from here on SIGTERM and SIGINT stop the run after the current iteration, with a checkpoint
-    catch_stop_signals()
-    show_progress(progress["iteration"], args.num_iterations)  # on a terminal, a bar with the time left
+    stop_signals = catch_stop_signals()  # from now on SIGTERM and SIGINT stop the run after the iteration under way
     stop = None
-    for iteration in range(progress["iteration"] + 1, args.num_iterations + 1):
+    for iteration in range(run_state["iteration"] + 1, args.num_iterations + 1):
         t_start = time.perf_counter()
 
         # 1. sample questions: `buffer_share` of them from the buffer, refilled every `buffer_interval` iterations
         # with the most learnable of `buffer_candidates` fresh questions; the rest uniformly
-        generated = 0  # completions generated: the refill's and the batch's
+        refill = []  # the candidates' completions, at an iteration that refills the buffer
         if (iteration - 1) % args.buffer_interval == 0:
-            drawn = draw_questions(args.buffer_candidates, progress)
+            drawn = draw_questions(args.buffer_candidates, run_state)
             candidates = [train[i] for i in drawn]
-            candidate_scores = torch.tensor(
-                score(candidates, rollout(llm, candidates, args.buffer_completions, args))[0]
-            )
-            progress["buffer"] = [drawn[i] for i in select_learnable(candidate_scores, args.buffer_size)]
-            generated = candidate_scores.numel()
-        n_buffer = min(len(progress["buffer"]), round(args.buffer_share * args.questions_per_iteration))
-        from_buffer = random.sample(progress["buffer"], n_buffer)
-        drawn = draw_questions(args.questions_per_iteration - len(from_buffer), progress)
+            refill = rollout(llm, candidates, args.buffer_completions, args)
+            candidate_scores = torch.tensor(score(candidates, refill)[0])
+            run_state["buffer"] = [drawn[i] for i in select_learnable(candidate_scores, args.buffer_size)]
+        n_buffer = min(len(run_state["buffer"]), round(args.buffer_share * args.questions_per_iteration))
+        from_buffer = random.sample(run_state["buffer"], n_buffer)
+        drawn = draw_questions(args.questions_per_iteration - len(from_buffer), run_state)
         questions = [train[i] for i in from_buffer + drawn]
 
         # 2. rollout: n completions per question from the current policy (each engine does its share)
         completions = rollout(llm, questions, args.completions_per_question, args)
         t_generated = time.perf_counter()
+        tokens_per_second = count_tokens(refill + completions) / (t_generated - t_start)  # the engine's speed
+        run_state["totals"] = add_to_totals(run_state["totals"], "generated", refill + completions)
 
         # 3. reward: 1 for a correct final answer, else 0 (minus --unparseable-penalty where none can be found)
         scores, unparseable = map(torch.tensor, score(questions, completions))
@@ -305,25 +309,23 @@ if __name__ == "__main__":
 
         # log-probs of the sampling (old) policy and the reference policy, and the old values, once per iteration
         with autocast:
-            old_logp, _, sampling_logp = batched(
+            old_logp, _, sampling_logp = batched_no_grad(
                 response_logprobs, policy, batch, args.micro_batch_size, args.temperature, args.top_p
             )
-            ref_logp = batched(response_logprobs, ref_policy, batch, args.micro_batch_size, args.temperature)[0]
-            old_values = batched(response_values, value_net, batch, args.micro_batch_size)
+            ref_logp = batched_no_grad(response_logprobs, ref_policy, batch, args.micro_batch_size, args.temperature)[0]
+            old_values = batched_no_grad(response_values, value_net, batch, args.micro_batch_size)
         old_logp, ref_logp, old_values = old_logp * mask, ref_logp * mask, old_values * mask
         check_finite(iteration, old_log_probs=old_logp, reference_log_probs=ref_logp, values=old_values)
         # the engine's kernels differ from the trainer's, so it samples from a policy slightly off the old one: the
         # gap is logged and each token's policy loss weighted by truncated importance sampling (common/logprobs.py)
-        tis_weight, gap_metrics = engine_gap(completions, sampling_logp, mask, args.tis_cap)
-        rewards = torch.zeros_like(mask)  # no KL in the reward: as in the papers' code, it is a term of the loss
+        tis_weight, gap_metrics = tis_weights(completions, sampling_logp, mask, args.tis_cap)
+        rewards = torch.zeros_like(mask)  # no KL in the reward: in the papers' code it is a term of the loss
         rewards[torch.arange(len(responses)), mask.sum(1).long() - 1] = rewards_seq.to(device)  # on the last token
         t_logprobs = time.perf_counter()
 
         # 4. credit assignment: GAE on the value network's per-token estimates
         advantages, returns = compute_gae(rewards.cpu(), old_values.cpu(), mask.cpu(), args.gamma, args.gae_lambda)
         advantages, returns = advantages.to(device), returns.to(device)
-        batch |= {"old_logp": old_logp, "ref_logp": ref_logp, "old_values": old_values, "returns": returns,
-                  "tis_weight": tis_weight}  # fmt: skip
 
         # 5. policy and value update: clipped PPO over a few epochs of minibatches
         stats, optimizer_step = [], (iteration - 1) * steps_per_iteration
@@ -331,19 +333,22 @@ if __name__ == "__main__":
             for minibatch in torch.randperm(len(responses), generator=minibatch_generator).split(args.minibatch_size):
                 policy_optimizer.zero_grad()
                 value_optimizer.zero_grad()
-                batch["advantages"] = advantages.clone()
-                if args.whiten_advantages:  # over this minibatch's tokens, as the papers' code does before each step
-                    batch["advantages"][minibatch] = whiten(advantages[minibatch], mask[minibatch])
+                # whitened over this minibatch's tokens before each step (papers)
+                update_advantages = whiten(advantages, mask, minibatch) if args.whiten_advantages else advantages
                 n_tokens, minibatch_loss = mask[minibatch].sum(), 0.0
                 for mb in rank_rows(minibatch).split(args.micro_batch_size):  # each rank its share; gradients summed
                     with autocast:
                         logp, entropy, _ = response_logprobs(policy, batch, mb, args.temperature)
                         values = response_values(value_net, batch, mb)
-                    pg_loss, kl_loss, v_loss, s = ppo_losses(logp, values, batch, mb, len(minibatch), n_tokens, args)
+                    pg_loss, kl_loss, policy_stats = ppo_losses(
+                        logp, old_logp[mb], ref_logp[mb], update_advantages[mb], tis_weight[mb], mask[mb],
+                        len(minibatch), n_tokens, args,
+                    )  # fmt: skip
+                    v_loss, value_stats = value_loss(values, old_values[mb], returns[mb], mask[mb], n_tokens, args)
                     loss = pg_loss + kl_loss + v_loss
                     loss.backward()
                     minibatch_loss += loss.detach()
-                    stats.append(s | {"entropy": masked_mean(entropy, mask[mb]).item()})
+                    stats.append(policy_stats | value_stats | {"entropy": masked_mean(entropy, mask[mb]).item()})
                 grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), args.max_grad_norm)
                 value_grad_norm = torch.nn.utils.clip_grad_norm_(value_net.parameters(), args.max_grad_norm)
                 check_finite(
@@ -361,22 +366,25 @@ if __name__ == "__main__":
         sync_seconds = sync_weights(llm, policy)
         t_end = time.perf_counter()
 
-        # 7. evaluate: greedy accuracy on the fixed test and training subsets, every --eval-interval iterations
-        evaluate(llm, eval_subsets, args, writer, iteration)
+        # 7. evaluate: greedy accuracy on the fixed subsets, every --eval-interval iterations and at the last
+        if args.eval_interval and (iteration % args.eval_interval == 0 or iteration == args.num_iterations):
+            evaluations.append((iteration, evaluate(llm, eval_subsets, args.max_new_tokens, writer, iteration)))
 
         # 8. log: every scalar to tensorboard, one line to stdout
         returns_flat, values_flat = returns[mask.bool()], old_values[mask.bool()]
         explained_var = 1 - (returns_flat - values_flat).var() / returns_flat.var().clamp(min=1e-8)
         kl = old_logp - ref_logp  # per-token estimate of KL(policy || reference), logged (the loss has its own)
-        metrics = rollout_metrics(scores, unparseable, completions, mask, kl, advantages, t_generated - t_start)
-        metrics |= gap_metrics | mean_stats(stats)
+        run_state["totals"] = add_to_totals(run_state["totals"], "trained", completions)
+        metrics = rollout_metrics(scores, unparseable, completions, mask, kl, advantages) | gap_metrics
+        metrics |= mean_stats(stats) | {f"charts/cumulative_{name}": n for name, n in run_state["totals"].items()}
         metrics |= {
             "charts/batch_learnability": (scores.mean(1) * (1 - scores.mean(1))).mean().item(),
-            "charts/completions_generated": generated + scores.numel(),
+            "charts/completions_generated": sum(map(len, refill)) + scores.numel(),
             "charts/completions_trained": scores.numel(),
             "charts/questions_from_buffer": len(from_buffer),
             "losses/explained_variance": explained_var.item(),
             "charts/learning_rate": policy_optimizer.param_groups[0]["lr"],
+            "charts/tokens_per_second": tokens_per_second,
             "time/generation": t_generated - t_start,
             "time/logprobs": t_logprobs - t_generated,
             "time/update": t_updated - t_logprobs,
@@ -386,9 +394,14 @@ if __name__ == "__main__":
         }
         log_iteration(writer, iteration, args.num_iterations, metrics)
 
-        # 9. checkpoint: every --save-interval iterations, at the end, and when a signal asks the run to stop
-        progress["iteration"] = iteration
-        stop = checkpoint(run_dir, models, tokenizer, minibatch_generator, progress, args)
+        # 9. checkpoint: every --save-interval iterations, at the end, and when a signal asked the run to stop
+        run_state["iteration"] = iteration
+        stop = stop_requested(stop_signals)  # on any rank
+        if stop or iteration == args.num_iterations or (args.save_interval and iteration % args.save_interval == 0):
+            save_checkpoint(run_dir, models, tokenizer, minibatch_generator, run_state, args)
         if stop:
+            print0(f"stopped by {stop.name} after iteration {iteration}: continue with --resume {run_dir}")
             break
-    end_run(writer, stop, run_dir)
+    end_run(writer, run_dir, evaluations)
+    if stop:  # the shell's exit code for the signal
+        sys.exit(128 + stop)

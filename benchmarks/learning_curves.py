@@ -56,6 +56,8 @@ for algorithm in ALGORITHMS:
         (f"{algorithm}_matched", algorithm, "4x the questions per iteration, 4x the steps"),
         (f"{algorithm}_matched_batch", algorithm, "4x the questions per iteration, 4x the minibatch"),
     ]
+# runs logged before a scalar was renamed: old name -> new
+RENAMED = {"charts/train_subset_accuracy": "charts/train_split_accuracy"}
 COLORS = {"ppo": "tab:blue", "vineppo": "tab:orange", "lilo_ppo": "tab:green", "lilo_vineppo": "tab:red",
           "grpo": "tab:purple", "lilo_grpo": "tab:brown"}  # fmt: skip
 
@@ -219,6 +221,14 @@ def smoothed(table: pd.DataFrame, column: str, window: int = 5) -> pd.Series:
     return table.groupby("seed")[column].transform(lambda x: x.rolling(window, min_periods=1).mean())
 
 
+def finish(fig, ax, path: Path, title: str, **labels) -> None:
+    """A per-iteration plot of smoothed curves: its title and labels, the legend beside it, saved to `path`."""
+    ax.set(xlabel="iteration", title=title + "\nmean of the last 5 iterations; band: 95% interval over seeds", **labels)
+    ax.legend(fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def plot(tables: dict[str, pd.DataFrame], out: Path) -> None:
     import matplotlib
 
@@ -226,7 +236,7 @@ def plot(tables: dict[str, pd.DataFrame], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     seeds = max(t["seed"].nunique() for t in tables.values())
-    subset, tokens = "charts/train_subset_accuracy", "charts/cumulative_tokens_generated"
+    subset, tokens = "charts/train_split_accuracy", "charts/cumulative_tokens_generated"
     with_subset = {config: table.dropna(subset=[subset]) for config, table in tables.items() if subset in table}
     with_tokens = {
         config: table.assign(ktokens=table[tokens].mask(table.index == 0, 0) / 1e3)  # none generated before iteration 1
@@ -270,16 +280,8 @@ def plot(tables: dict[str, pd.DataFrame], out: Path) -> None:
             pool = table.assign(zero=table["charts/pool_all_correct_share"] + table["charts/pool_all_wrong_share"])
             pool = pool.assign(zero=smoothed(pool, "zero"))
             band(ax, pool, "iteration", "zero", f"{config}: candidate pool (uniform)", color, ":")
-    ax.set(
-        xlabel="iteration",
-        ylabel="share of questions",
-        ylim=(0, 1),
-        title="questions whose completions were all right or all wrong (no learning signal)\n"
-        "mean of the last 5 iterations; band: 95% interval over seeds",
-    )
-    ax.legend(fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left")
-    fig.tight_layout()
-    fig.savefig(out / "zero_variance_share.png", dpi=120)
+    title = "questions whose completions were all right or all wrong (no learning signal)"
+    finish(fig, ax, out / "zero_variance_share.png", title, ylabel="share of questions", ylim=(0, 1))
 
     if not any("charts/batch_learnability" in table for table in tables.values()):
         return
@@ -292,16 +294,8 @@ def plot(tables: dict[str, pd.DataFrame], out: Path) -> None:
             ]:
                 smooth = table.assign(y=smoothed(table, column))
                 band(ax, smooth, "iteration", "y", f"{config}: {label}", color_and_style(config)[0], style)
-    ax.set(
-        xlabel="iteration",
-        ylabel="mean p(1-p)",
-        ylim=(0, 0.26),
-        title="learnability p(1-p) of the trained questions vs the pool they were picked from\n"
-        "mean of the last 5 iterations; band: 95% interval over seeds",
-    )
-    ax.legend(fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left")
-    fig.tight_layout()
-    fig.savefig(out / "learnability.png", dpi=120)
+    title = "learnability p(1-p) of the trained questions vs the pool they were picked from"
+    finish(fig, ax, out / "learnability.png", title, ylabel="mean p(1-p)", ylim=(0, 0.26))
 
 
 BIG = (0.0, np.inf)  # the bounds of a count or a duration
@@ -365,9 +359,9 @@ def summary(tables: dict[str, pd.DataFrame], out: Path) -> str:
         finals = per_seed(table, "charts/test_accuracy", "last")
         starts = table.loc[table.index == 0, "charts/test_accuracy"]
         subset = "not logged"  # by runs older than the metric
-        if "charts/train_subset_accuracy" in table and table["charts/train_subset_accuracy"].notna().any():
-            logged = table.dropna(subset=["charts/train_subset_accuracy"])
-            subset_curve = logged["charts/train_subset_accuracy"].groupby(level=0).mean()
+        if "charts/train_split_accuracy" in table and table["charts/train_split_accuracy"].notna().any():
+            logged = table.dropna(subset=["charts/train_split_accuracy"])
+            subset_curve = logged["charts/train_split_accuracy"].groupby(level=0).mean()
             subset = f"{subset_curve.iloc[0]:.3f} → {subset_curve.iloc[-1]:.3f}"
         zero = per_seed(table.assign(zero=table["charts/all_correct_share"] + table["charts/all_wrong_share"]), "zero")
         volume = "not logged"
@@ -485,7 +479,7 @@ if __name__ == "__main__":
     for config in args.configs:
         csvs = sorted(p for p in out.glob(f"{config}__seed*.csv") if re.fullmatch(rf"{config}__seed\d+", p.stem))
         if csvs:
-            tables[config] = pd.concat(pd.read_csv(c, index_col="iteration") for c in csvs)
+            tables[config] = pd.concat(pd.read_csv(c, index_col="iteration") for c in csvs).rename(columns=RENAMED)
     if not tables:
         sys.exit(f"error: no CSVs in {out}; run without --plot-only first")
     plot(tables, out)

@@ -2,10 +2,10 @@
 
 A checkpoint holds the trainable models (`save_pretrained`, loadable on their own), and in `state.pt` the
 optimisers' state, every random generator (python's, numpy's, torch's on each rank, from which vLLM samples in
-this process, and the minibatch order's), the data order and position, the iteration, the totals of what the run
-generated and trained on, and the run's Args. It is written beside the previous one and swapped in, so a kill at any
-moment leaves a whole checkpoint on disk. Under torchrun every rank gathers the full tensors and rank 0 writes them,
-so a checkpoint loads with any number of ranks.
+this process, and the minibatch order's), the loop's state (the iteration, the data order and position, the totals
+of what the run generated and trained on, ...) and the run's Args. It is written beside the previous one and swapped
+in, so a kill at any moment leaves a whole checkpoint on disk. Under torchrun every rank gathers the full tensors and
+rank 0 writes them, so a checkpoint loads with any number of ranks.
 """
 
 import random
@@ -16,19 +16,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.console import print0
 from common.distributed import every_rank, load_optimizer_state, model_state, optimizer_state, rank
-from common.guards import check_finite, stop_requested
-from common.progress import write
-from common.tracking import TOTALS
+from common.guards import check_finite
 
 
-def save_checkpoint(run_dir: Path, models: dict, tokenizer, generator, progress: dict, args) -> None:
-    """`models` maps a name ("policy", "value") to (model, optimiser); `progress` is the loop's state (iteration,
-    data order and position, ...). Collective under torchrun: every rank calls it, rank 0 writes. Non-finite
+def save_checkpoint(run_dir: Path, models: dict, tokenizer, generator, run_state: dict, args) -> None:
+    """`models` maps a name ("policy", "value") to (model, optimiser); `run_state` is the loop's state (iteration,
+    data order and position, totals, ...). Collective under torchrun: every rank calls it, rank 0 writes. Non-finite
     weights stop the run before anything is written."""
     weights = {name: model_state(model) for name, (model, _) in models.items()}
-    check_finite(progress["iteration"], **{f"{name}_weights": w for name, w in weights.items()})
-    state = {**progress, "args": asdict(args), "totals": dict(TOTALS)}
+    check_finite(run_state["iteration"], **{f"{name}_weights": w for name, w in weights.items()})
+    state = {**run_state, "args": asdict(args)}
     state |= {f"{name}_optimizer": optimizer_state(model, optimizer) for name, (model, optimizer) in models.items()}
     state |= {"python_rng": random.getstate(), "numpy_rng": np.random.get_state(),
               "torch_rng": every_rank(torch.get_rng_state()), "minibatch_rng": generator.get_state()}  # fmt: skip
@@ -46,25 +45,15 @@ def save_checkpoint(run_dir: Path, models: dict, tokenizer, generator, progress:
         shutil.rmtree(run_dir / "checkpoint.old")
 
 
-def checkpoint(run_dir, models: dict, tokenizer, generator, progress: dict, args):
-    """Save a checkpoint every --save-interval iterations, at the end, and when SIGTERM or SIGINT asked the run to
-    stop (common/guards.py); returns that signal, or None."""
-    iteration, stop = progress["iteration"], stop_requested()
-    if stop or iteration == args.num_iterations or (args.save_interval and iteration % args.save_interval == 0):
-        save_checkpoint(run_dir, models, tokenizer, generator, progress, args)
-    if stop:
-        write(f"stopped by {stop.name} after iteration {iteration}: continue with --resume {run_dir}")
-    return stop
-
-
-def saved_model(args, name: str, model_path: str) -> str | Path:
-    """Where to load model `name` from: --resume's checkpoint, or `model_path` for a new run."""
+def weights_path(args, name: str, model_path: str) -> str | Path:
+    """The folder to load model `name`'s weights from: --resume's checkpoint, or `model_path` for a new run."""
     return Path(args.resume) / "checkpoint" / name if args.resume else model_path
 
 
 def load_checkpoint(args, models: dict, generator) -> dict:
-    """Restore --resume's optimisers and random generators (the models were loaded from `saved_model`); returns the
-    loop's state (iteration, data order and position, ...). Warns when the run's Args differ from the saved ones."""
+    """Restore --resume's optimisers and random generators (the models were loaded from `weights_path`); returns the
+    loop's state (iteration, data order and position, totals, ...). Warns when the run's Args differ from the saved
+    ones."""
     # mapped: N ranks share one copy in memory
     state = torch.load(Path(args.resume) / "checkpoint" / "state.pt", weights_only=False, mmap=True)
     for name, (model, optimizer) in models.items():
@@ -73,10 +62,10 @@ def load_checkpoint(args, models: dict, generator) -> dict:
     np.random.set_state(state["numpy_rng"])
     torch.set_rng_state(state["torch_rng"][rank() % len(state["torch_rng"])])  # each engine's sampling
     generator.set_state(state["minibatch_rng"])
-    TOTALS.update(state.get("totals", {}))
-    print(f"resumed from {args.resume} at iteration {state['iteration'] + 1}")
+    print0(f"resumed from {args.resume} at iteration {state['iteration'] + 1}")
     saved = state["args"]
     changed = [k for k, v in asdict(args).items() if k not in ("resume", "num_iterations") and saved.get(k) != v]
     if changed:
-        print(f"warning: resuming with Args that differ from the run's: {', '.join(changed)}")
-    return {k: v for k, v in state.items() if k not in ("args", "totals") and not k.endswith(("_optimizer", "_rng"))}
+        print0(f"warning: resuming with Args that differ from the run's: {', '.join(changed)}")
+    run_state = {k: v for k, v in state.items() if k != "args" and not k.endswith(("_optimizer", "_rng"))}
+    return {"totals": {}} | run_state  # a checkpoint older than the totals has none

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.console import print0
 from common.grading import extract_answer
 
 INSTRUCTION = "Put your final answer within \\boxed{}."
@@ -186,7 +187,7 @@ def load_split(dataset: str, split: str, seed: int = 0) -> list[dict]:
     # number_theory train[661] ends in an empty \boxed{}); in the user's own file it is an error, with its line
     examples = [to_example(row, where, answer_required=dataset not in HUB) for row, where in rows]
     if missing := [where for (_, where), e in zip(rows, examples) if e is None]:
-        print(f"warning: left out {len(missing)} row(s) without a final answer: {missing[:3]}", file=sys.stderr)
+        print0(f"warning: left out {len(missing)} row(s) without a final answer: {missing[:3]}", file=sys.stderr)
         examples = [e for e in examples if e is not None]
     if dataset == "math" and split == "train":  # MATH-500 is the test set: keep it out of training
         test_questions = {" ".join(e["question"].split()) for e in load_split("math", "test")}
@@ -233,18 +234,19 @@ def load_questions(args, tokenizer) -> tuple[list[dict], list[dict]]:
     test = [e for e in test if len(e["prompt"]) <= args.max_prompt_tokens][: args.eval_size]
     if not train:
         raise SystemExit(f"error: no training question fits in --max-prompt-tokens {args.max_prompt_tokens}")
-    print(f"{args.dataset}: {len(train)} training questions, {len(test)} test questions")
+    print0(f"{args.dataset}: {len(train)} training questions, {len(test)} test questions")
     return train, test
 
 
-def draw_questions(n: int, progress: dict) -> list[int]:
+def draw_questions(n: int, run_state: dict) -> list[int]:
     """The next `n` question indices in a random order of the dataset that is reshuffled after each pass (so no
-    repeats within a pass). `progress` holds the order and the position in it, which a checkpoint saves."""
+    repeats within a pass). `run_state` holds the order and the position in it (which a checkpoint saves), and
+    moves on."""
     drawn = []
     while len(drawn) < n:
-        if progress["data_position"] == len(progress["data_order"]):
-            progress["data_order"], progress["data_position"] = np.random.permutation(len(progress["data_order"])), 0
-        start = progress["data_position"]
-        taken = progress["data_order"][start : start + n - len(drawn)].tolist()
-        drawn, progress["data_position"] = drawn + taken, start + len(taken)
+        if run_state["data_position"] == len(run_state["data_order"]):
+            run_state["data_order"], run_state["data_position"] = np.random.permutation(len(run_state["data_order"])), 0
+        start = run_state["data_position"]
+        taken = run_state["data_order"][start : start + n - len(drawn)].tolist()
+        drawn, run_state["data_position"] = drawn + taken, start + len(taken)
     return drawn

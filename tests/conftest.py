@@ -34,12 +34,26 @@ def tiny_llama(tie_word_embeddings: bool, seed: int = 0):
     return tokenizer, LlamaForCausalLM(config)
 
 
-def build_tiny_model(folder: Path, seed: int = 0) -> str:
-    """A random-init 2-layer Llama with SmolLM2's tokenizer, saved into `folder`."""
-    tokenizer, model = tiny_llama(tie_word_embeddings=True, seed=seed)
+def saved(folder: Path, tokenizer, model) -> str:
+    """`model` and `tokenizer` saved into `folder`, as a Hugging Face model folder; returns its path."""
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
+
+
+def build_tiny_model(folder: Path, seed: int = 0) -> str:
+    """A random-init 2-layer Llama with SmolLM2's tokenizer, saved into `folder`."""
+    return saved(folder, *tiny_llama(tie_word_embeddings=True, seed=seed))
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The default model's (SmolLM2's) tokenizer, which the tiny models share."""
+    from transformers import AutoTokenizer
+
+    from common.model import default_model_path
+
+    return AutoTokenizer.from_pretrained(default_model_path())
 
 
 @pytest.fixture(scope="session")
@@ -81,9 +95,7 @@ def build_coin_model(folder: Path) -> str:
             embeddings[token] = 0.0
             embeddings[token, state] = 1.0
             head[next_tokens, state] = scale  # logit 30 for each next token of the chain, -30 for all others
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+    return saved(folder, tokenizer, model)
 
 
 @pytest.fixture(scope="session")

@@ -93,9 +93,9 @@ def test_two_ranks_train_one_iteration_and_end_with_the_same_weights(script, run
     initial_logprobs = (
         torch.log_softmax(logits, -1).gather(-1, torch.tensor(ranks[0]["tokens"])[:, None]).squeeze(-1).tolist()
     )
-    assert (
-        max(abs(a - b) for a, b in zip(initial_logprobs, ranks[0]["engine_logprobs"])) > 1e-2
-    )  # not the initial weights
+    # not the initial weights: farther from them than 3x the engine's tolerance to the policy above (LILO-PPO's one
+    # iteration moves them by 0.0098 nat at most, measured)
+    assert max(abs(a - b) for a, b in zip(initial_logprobs, ranks[0]["engine_logprobs"])) > 3e-3
     # rank 0 alone logs (one line per iteration, not two) and checkpoints
     assert result.stdout.count("iter 1/1 train_acc=") == 1
     assert [step for step, _ in read_scalars(run_dir)["charts/train_accuracy"]] == [1]

@@ -1,11 +1,11 @@
 """common/logprobs.py: the padded batch, the trainer's log-probs at the sampling temperature and under vLLM's top-p
-rule, and the engine gap's truncated importance-sampling weights, on crafted inputs and a tiny random model."""
+rule, and the truncated importance-sampling weights for the engine's gap, on crafted inputs and a tiny random model."""
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from common.logprobs import engine_gap, nucleus_log_mass, pad_batch, response_logprobs, tis_weights
+from common.logprobs import nucleus_log_mass, pad_batch, response_logprobs, tis_weights
 from common.vllm_utils import Completion
 
 
@@ -15,11 +15,14 @@ def model(tiny_model):
 
 
 def test_pad_batch_aligns_responses_and_masks_padding():
-    batch = pad_batch([[1, 2, 3], [4]], [[5], [6, 7]], pad_id=0)
-    assert batch["width"] == 3
-    assert batch["input_ids"].tolist() == [[1, 2, 3, 5, 0], [0, 0, 4, 6, 7]]
-    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1, 0], [0, 0, 1, 1, 1]]
-    assert batch["mask"].tolist() == [[1, 0], [1, 1]]
+    batch = pad_batch([[1, 2, 3], [4], [1, 2, 3]], [[5], [6, 7], [8]], pad_id=0)
+    assert batch["input_ids"].tolist() == [[1, 2, 3, 5, 0], [0, 0, 4, 6, 7], [1, 2, 3, 8, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1, 0], [0, 0, 1, 1, 1], [1, 1, 1, 1, 0]]
+    assert batch["mask"].tolist() == [[1, 0], [1, 1], [1, 0]]
+    # each distinct prompt once, for the shared-prompt passes; the plain batch holds the padded rows alone
+    assert batch["prompt_ids"].tolist() == [[1, 2, 3], [0, 0, 4]] and batch["row_prompt"].tolist() == [0, 1, 0]
+    plain = pad_batch([[1, 2, 3], [4], [1, 2, 3]], [[5], [6, 7], [8]], pad_id=0, share_prompts=False)
+    assert plain.keys() == {"input_ids", "attention_mask", "mask"}
 
 
 def test_response_logprobs_ignore_prompt_and_padding(model):
@@ -35,7 +38,7 @@ def test_response_logprobs_ignore_prompt_and_padding(model):
 def test_log_probs_are_those_of_the_sampling_temperature(model):
     """Completions are sampled at --temperature: the trainer's log-probs must be those of logits / temperature."""
     batch = pad_batch([[10, 11, 12]], [[13, 14, 15]], pad_id=0)
-    input_ids, width = batch["input_ids"], batch["width"]
+    input_ids, width = batch["input_ids"], 3
     logp, _, _ = response_logprobs(model, batch, torch.tensor([0]), temperature=0.5)
     with torch.no_grad():
         logits = model(input_ids=input_ids).logits[0, width - 1 : -1]
@@ -64,18 +67,19 @@ def test_nucleus_log_mass_is_what_vllms_top_p_keeps():
 def test_tis_weights_truncate_the_ratio():
     """Truncated importance sampling: min(pi_old / pi_engine, cap) per token; cap 0: off. (That each trainer
     weights its policy loss with them: tests/test_trainers.py.)"""
-    log_ratio = torch.tensor([[0.5, 1.0, 3.0]]).log()
-    assert tis_weights(log_ratio, 2.0)[0].tolist() == pytest.approx([0.5, 1.0, 2.0])
-    assert tis_weights(log_ratio, 0.0).tolist() == [[1.0, 1.0, 1.0]]
+    completions = [[Completion([1, 2, 3], "", False, [0.0, 0.0, 0.0])]]
+    trainer_logp = torch.tensor([[0.5, 1.0, 3.0]]).log()  # against the engine's 0: ratios 0.5, 1 and 3
+    assert tis_weights(completions, trainer_logp, torch.ones(1, 3), 2.0)[0][0].tolist() == pytest.approx([0.5, 1, 2])
+    assert tis_weights(completions, trainer_logp, torch.ones(1, 3), 0.0)[0].tolist() == [[1.0, 1.0, 1.0]]
 
 
-def test_engine_gap_compares_the_sampled_tokens_only():
+def test_tis_weights_compare_the_sampled_tokens_only():
     """The engine's log-probs of each completion's tokens against the trainer's, over the response tokens alone:
     a completion of 1 token in a batch padded to 2 has no gap at its padding."""
     completions = [[Completion([1, 2], "", False, [-1.0, -2.0]), Completion([3], "", False, [-0.5])]]
     sampling_logp = torch.tensor([[-1.0, -1.5], [-0.5, -9.0]])  # token 2 of row 0 off by 0.5 nat
     mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
-    weights, metrics = engine_gap(completions, sampling_logp, mask, cap=1.5)
+    weights, metrics = tis_weights(completions, sampling_logp, mask, cap=1.5)
     assert weights[mask.bool()].tolist() == pytest.approx([1.0, 1.5, 1.0])  # exp(0.5) = 1.65, capped at 1.5
     assert metrics["charts/engine_logprob_gap"] == pytest.approx(0.5 / 3)
     assert metrics["charts/tis_clipped_share"] == pytest.approx(1 / 3)

@@ -1,6 +1,6 @@
 """What every trainer shares and is not the algorithm (common/): the learning-rate schedule, the argument checks, the
-data order, the reward of a cut-off completion, the stdout line. Each is tested once, here; the trainers' use of them
-end to end in tests/test_trainers.py."""
+data order, the reward of a cut-off completion, the stdout line and the phases printed. Each is tested once, here; the
+trainers' use of them end to end in tests/test_trainers.py."""
 
 import math
 
@@ -9,6 +9,7 @@ import pytest
 
 import ppo
 from common.args import check_args
+from common.console import phase, print0
 from common.data import draw_questions
 from common.grading import score
 from common.schedule import lr_scale
@@ -51,9 +52,9 @@ def test_check_args_passes_the_defaults_and_adds_the_trainers_own_checks():
 
 def test_draw_questions_covers_the_dataset_once_per_pass():
     np.random.seed(0)
-    progress, seen = {"data_order": np.random.permutation(10), "data_position": 0}, []
+    run_state, seen = {"data_order": np.random.permutation(10), "data_position": 0}, []
     for _ in range(5):
-        drawn = draw_questions(4, progress)
+        drawn = draw_questions(4, run_state)
         assert len(drawn) == 4
         seen += drawn
     assert sorted(seen[:10]) == list(range(10))  # the first pass: every question once
@@ -71,10 +72,21 @@ def test_a_completion_cut_off_at_max_new_tokens_scores_0():
 
 
 def test_one_line_per_iteration_with_what_the_trainer_logged(capsys):
+    """The trainer's scalars that the line shows, in its order, then the time left if the 17 iterations left take
+    as long as this one (60 s)."""
     metrics = {"charts/train_accuracy": 0.25, "charts/all_correct_share": 0.0, "charts/all_wrong_share": 0.5,
                "losses/value_loss": 0.01234, "charts/tokens_per_second": 61.2, "time/generation": 3.2,
-               "time/update": 10.0, "time/sync": 0.31}  # fmt: skip
+               "time/update": 10.0, "time/sync": 0.31, "time/iteration": 60.0}  # fmt: skip
     log_iteration(None, 3, 20, metrics)
     line = capsys.readouterr().out
     expected = "iter 3/20 train_acc=0.250 all_right=0.00 all_wrong=0.50 v_loss=0.0123 time gen/update/sync=3/10/0.3s"
-    assert line.startswith(expected + " tok/s=61 mem=") and line.endswith("GiB\n")
+    assert line.startswith(expected + " tok/s=61 mem=") and line.endswith("GiB left~17min\n")
+
+
+def test_off_a_terminal_only_the_announced_phases_are_printed(capsys):
+    """In a log file (stdout not a terminal) the phases of every iteration would be noise: only those announced (the
+    engine's start, an evaluation) get a line; print0 prints on rank 0 (the only rank here)."""
+    phase("generating")
+    phase("evaluating at iteration 0", announce=True)
+    print0("iter 0 test_accuracy=0.240")
+    assert capsys.readouterr().out == "evaluating at iteration 0 ...\niter 0 test_accuracy=0.240\n"

@@ -1,5 +1,5 @@
-"""ppo.py (and the LILO files built on it): GAE and the clipped losses by hand; bad input (end to end:
-tests/test_trainers.py)."""
+"""ppo.py (and the LILO files built on it): GAE and the value loss by hand; bad input (the losses every trainer
+shares: tests/test_trainers.py)."""
 
 import pytest
 import torch
@@ -12,12 +12,13 @@ from conftest import run_script, stop_message
 PPO_MODULES = pytest.mark.parametrize("module", [ppo, lilo_ppo, lilo_ppo_buffered], ids=lambda m: m.__name__)
 
 
-def test_gae_matches_hand_computation():
+@PPO_MODULES
+def test_gae_matches_hand_computation(module):
     # one sequence of 3 tokens, gamma 0.9, lambda 0.5; V after the last token is 0
     rewards = torch.tensor([[0.0, 0.0, 1.0]])
     values = torch.tensor([[0.2, 0.4, 0.6]])
     mask = torch.ones(1, 3)
-    advantages, returns = ppo.compute_gae(rewards, values, mask, gamma=0.9, lam=0.5)
+    advantages, returns = module.compute_gae(rewards, values, mask, gamma=0.9, lam=0.5)
     d2 = 1.0 - 0.6
     d1 = 0.0 + 0.9 * 0.6 - 0.4
     d0 = 0.0 + 0.9 * 0.4 - 0.2
@@ -27,35 +28,16 @@ def test_gae_matches_hand_computation():
     assert returns.tolist()[0] == pytest.approx([a0 + 0.2, a1 + 0.4, a2 + 0.6])
 
 
-def test_gae_ignores_padding_after_the_last_token():
+@PPO_MODULES
+def test_gae_ignores_padding_after_the_last_token(module):
     # the second sequence ends after 1 token: its padding must not leak into its advantage
     rewards = torch.tensor([[0.0, 1.0], [1.0, 5.0]])
     values = torch.tensor([[0.5, 0.5], [0.3, 9.0]])
     mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
-    advantages, returns = ppo.compute_gae(rewards, values, mask, gamma=1.0, lam=1.0)
+    advantages, returns = module.compute_gae(rewards, values, mask, gamma=1.0, lam=1.0)
     assert advantages[1].tolist() == pytest.approx([1.0 - 0.3, 0.0])
     assert returns[1, 1] == 0
     assert advantages[0].tolist() == pytest.approx([1.0 - 0.5, 1.0 - 0.5])
-
-
-def losses(module, logp, values, mask, **tensors):
-    """ppo_losses on one micro-batch that is the whole minibatch; tensors not given are 0 (TIS weights 1)."""
-    zeros = torch.zeros_like(mask)
-    batch = {"mask": mask, "old_logp": zeros, "ref_logp": zeros, "advantages": zeros, "old_values": zeros,
-             "returns": zeros, "tis_weight": torch.ones_like(mask)} | tensors  # fmt: skip
-    rows = torch.arange(len(mask))
-    return module.ppo_losses(logp, values, batch, rows, len(mask), mask.sum(), module.Args())
-
-
-@PPO_MODULES
-def test_clipped_policy_loss_on_crafted_ratios(module):
-    logp = torch.log(torch.tensor([[1.5, 0.5, 1.5, 0.5]]))
-    advantages = torch.tensor([[1.0, 1.0, -1.0, -1.0]])
-    mask = torch.ones(1, 4)
-    pg_loss, _, _, stats = losses(module, logp, torch.zeros(1, 4), mask, advantages=advantages)
-    # A>0: min(1.5, 1.2) = 1.2 and min(0.5, 0.8) = 0.5; A<0: max(1.5, 1.2) = 1.5 and max(0.5, 0.8) = 0.8
-    assert pg_loss.item() == pytest.approx(-(1.2 + 0.5 - 1.5 - 0.8) / 4)
-    assert stats["clipfrac"] == 1.0
 
 
 @PPO_MODULES
@@ -66,9 +48,12 @@ def test_clipped_value_loss_and_mask(module):
     old_values = torch.tensor([[0.0, 0.0, 0.0, 0.0]])
     returns = torch.tensor([[0.0, 1.0, 1.0, 0.0]])
     mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])  # the fourth token is padding: its huge error must not count
-    _, _, v_loss, _ = losses(module, torch.zeros(1, 4), values, mask, old_values=old_values, returns=returns)
+    v_loss, stats = module.value_loss(values, old_values, returns, mask, mask.sum(), module.Args())
     # token 0: max((1-0)^2, (0.2-0)^2) = 1; token 1: max(1, 1) = 1; token 2: max((0.5-1)^2, (0.2-1)^2) = 0.64
     assert v_loss.item() == pytest.approx(0.5 * (1 + 1 + 0.64) / 3)
+    # a micro-batch of a larger minibatch: the loss is divided by the minibatch's tokens, the logged mean by its own
+    v_loss, stats = module.value_loss(values, old_values, returns, mask, torch.tensor(6.0), module.Args())
+    assert v_loss.item() == pytest.approx(0.5 * (1 + 1 + 0.64) / 6) and stats["value_loss"] == pytest.approx(0.44)
 
 
 def test_bad_input_ends_with_one_clear_line_and_no_run_folder(tiny_model, tmp_path):

@@ -150,6 +150,23 @@ def test_long_parts_are_cut_until_none_is_over_100_characters():
     assert break_long_part(part) == [clause + ","] + [" " + clause + ","] * 2 + [" " + clause]
 
 
+def test_a_part_of_exactly_100_characters_is_not_cut_again():
+    """Only a part over 100 characters is cut (`len(part) > 100`, lines 6 and 411 of the reference). 201 characters
+    with a comma after characters 50, 100 and 151: cut at the central comma into 100 and 101 characters, then only
+    the 101 are cut again (51 | 50); the first 100 stay whole (with `>=` they would be cut 50 | 50)."""
+    halves = [
+        "we count the marbles in each bag on the top shelf,",  # 50 characters
+        " we count the stones in each box on the low shelf,",  # 50
+        " then we count the pebbles in each jar on the deck,",  # 51
+        " so we count the beads in each cup on the big sill",  # 50
+    ]
+    text = "".join(halves)
+    assert [len(h) for h in halves] == [50, 50, 51, 50] and len(text) == 201
+    expected = [halves[0] + halves[1], halves[2], halves[3]]
+    assert break_long_part(text) == expected and split_math(text) == expected
+    assert split_math(halves[0] + halves[1]) == [halves[0] + halves[1]]  # 100 characters alone: one step
+
+
 def test_splits_give_back_the_text():
     rng = random.Random(0)
     bits = [
@@ -183,15 +200,6 @@ def test_value_states_and_the_gsm8k_cap():
     advantages = [b - a for a, b in zip(values, values[1:])]
     assert advantages[25] == pytest.approx(1.0 - 2.5)  # step 26: reward - V(s_25)
     assert advantages[26:] == [0.0] * 4  # steps 27 .. 30
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    from transformers import AutoTokenizer
-
-    from common.model import default_model_path
-
-    return AutoTokenizer.from_pretrained(default_model_path())
 
 
 def reference_token_ends(steps, offsets):

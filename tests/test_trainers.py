@@ -61,7 +61,7 @@ def test_logs_evaluates_and_checkpoints(coin_run, coin_model):
     tags += {"ppo": ["losses/value_loss", "losses/explained_variance"], "vineppo": ["charts/mc_completions"],
              "grpo": ["charts/zero_advantage_share"]}[script.removeprefix("lilo_").removesuffix(".py")]  # fmt: skip
     assert_logged(scalars, tags, [1, 2, 3])
-    assert_logged(scalars, ["charts/test_accuracy", "charts/train_subset_accuracy", "time/evaluation"], [0, 2, 3])
+    assert_logged(scalars, ["charts/test_accuracy", "charts/train_split_accuracy", "time/evaluation"], [0, 2, 3])
     state = torch.load(run_dir / "checkpoint" / "state.pt", weights_only=False)
     assert state["iteration"] == 3 and state["args"]["num_iterations"] == 3
     assert state["policy_optimizer"]["param_groups"][0]["weight_decay"] == 0  # as in the papers' code
@@ -141,14 +141,27 @@ def test_whitening_as_the_references_masked_whiten(module):
     """Over the masked tokens only, unbiased variance, 1e-8 inside the square root (`masked_whiten`)."""
     advantages = torch.tensor([[1.0, 2.0, 3.0], [5.0, 7.0, 100.0]])
     mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])  # the 100 is padding
-    whitened = module.whiten(advantages, mask)
+    whitened = module.whiten(advantages, mask, torch.arange(2))
     expected = (torch.tensor([1.0, 2.0, 3.0, 5.0, 7.0]) - 3.6) / math.sqrt(23.2 / 4)  # squared deviations sum 23.2
     assert whitened[mask.bool()].tolist() == pytest.approx(expected.tolist(), abs=1e-6)
     assert whitened[1, 2] == 0  # padding stays 0
     # a spread as small as the epsilon: (x - mean) / sqrt(var + 1e-8) with var = 5e-9 (unbiased) gives +-0.408;
     # a biased variance would give +-0.447, (std + 1e-8) in the denominator +-0.707
-    tiny = module.whiten(torch.tensor([[0.0, 1e-4]]), torch.ones(1, 2))
+    tiny = module.whiten(torch.tensor([[0.0, 1e-4]]), torch.ones(1, 2), torch.arange(1))
     assert tiny[0].tolist() == pytest.approx([-5e-5 / math.sqrt(1.5e-8), 5e-5 / math.sqrt(1.5e-8)], rel=1e-4)
+
+
+@pytest.mark.parametrize("module", MODULES.values(), ids=MODULES.keys())
+def test_whitening_uses_the_minibatchs_rows_alone(module):
+    """Each optimiser step whitens its own minibatch (the papers' code): a batch of 4 rows, a minibatch of rows 2 and
+    0. Their statistics are theirs (mean 2.5 over 1, 2, 3, 4), not the batch's (mean 13.5), and the other rows stay as
+    they are."""
+    advantages = torch.tensor([[1.0, 2.0], [40.0, 20.0], [3.0, 4.0], [9.0, 29.0]])
+    mask = torch.ones(4, 2)
+    whitened = module.whiten(advantages, mask, torch.tensor([2, 0]))
+    scale = math.sqrt(5 / 3)  # the unbiased variance of 1, 2, 3, 4
+    assert whitened[[0, 2]].flatten().tolist() == pytest.approx([v / scale for v in (-1.5, -0.5, 0.5, 1.5)], abs=1e-6)
+    assert torch.equal(whitened[[1, 3]], advantages[[1, 3]])
 
 
 @pytest.mark.parametrize("module", MODULES.values(), ids=MODULES.keys())
@@ -244,8 +257,9 @@ def assert_resumes_exactly(script, whole, flags, coin_model, tmp_path):
 def test_lilo_ppo_buffered_trains_and_resumes_exactly(coin_model, coin_dataset, tmp_path):
     """The buffer, filled at iteration 1 and drawn from at every iteration, is part of the checkpoint: on the plain
     path (--no-share-prompts) the resumed run ends with the same weights bit for bit. The buffered variant learns
-    too: of the 8 candidates only the 4 gold-1 questions are learnable."""
-    buffered = ["--buffer-interval", "3", "--buffer-candidates", "8", "--buffer-completions", "4",
+    too: of the 8 candidates only the 4 gold-1 questions are learnable (each of them mixed after 8 completions, but
+    for a chance of 1 in 128), and the buffer holds them, by their index in the dataset."""
+    buffered = ["--buffer-interval", "3", "--buffer-candidates", "8", "--buffer-completions", "8",
                 "--buffer-size", "4"]  # fmt: skip
     flags = ["--dataset", coin_dataset, *COIN_FLAGS, *EXTRA["lilo_ppo_buffered.py"], *buffered, "--no-share-prompts"]
     whole, _ = train("lilo_ppo_buffered.py", coin_model, tmp_path / "whole", *flags)
@@ -253,12 +267,15 @@ def test_lilo_ppo_buffered_trains_and_resumes_exactly(coin_model, coin_dataset, 
     assert stopped_at in (1, 2)
     result = run_script("lilo_ppo_buffered.py", "--model", coin_model, "--resume", str(split), *flags)
     assert result.returncode == 0, result.stderr[-3000:]
-    # a refill at iteration 1 (8 candidates x 4 completions) and 4 questions x 8 completions each iteration, half
+    # a refill at iteration 1 (8 candidates x 8 completions) and 4 questions x 8 completions each iteration, half
     # of the questions from the buffer: after resuming too, as the buffer was restored
     for run_dir in (whole, split):
         scalars = read_scalars(run_dir)
-        assert values(scalars, "charts/completions_generated") == [32.0 + 32.0, 32.0, 32.0]
+        assert values(scalars, "charts/completions_generated") == [64.0 + 32.0, 32.0, 32.0]
         assert values(scalars, "charts/questions_from_buffer") == [2.0, 2.0, 2.0]
+        # the coin dataset's gold-1 questions are its even rows (tests/conftest.py); a buffer of the candidates'
+        # places among the 8 drawn, not their rows in the dataset, would hold others
+        assert sorted(torch.load(run_dir / "checkpoint" / "state.pt", weights_only=False)["buffer"]) == [0, 2, 4, 6]
     for part in ("policy", "value"):
         assert_same_weights(whole / "checkpoint" / part, split / "checkpoint" / part)
     assert answer_probability(whole / "checkpoint" / "policy", "1") > 0.7
@@ -300,14 +317,13 @@ def test_a_signal_asks_to_stop_and_a_second_one_stops_at_once():
 
     previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     try:
-        guards.catch_stop_signals()
-        assert guards.stop_requested() is None
+        received = guards.catch_stop_signals()
+        assert guards.stop_requested(received) is None
         os.kill(os.getpid(), signal.SIGINT)
-        assert guards.stop_requested() == signal.SIGINT
+        assert guards.stop_requested(received) == signal.SIGINT
         with pytest.raises(SystemExit, match="^error: SIGTERM again: stopped at once"):
             os.kill(os.getpid(), signal.SIGTERM)
     finally:
-        guards.STOP_SIGNAL = None
         signal.signal(signal.SIGINT, previous[0])
         signal.signal(signal.SIGTERM, previous[1])
 
@@ -315,29 +331,40 @@ def test_a_signal_asks_to_stop_and_a_second_one_stops_at_once():
 @pytest.mark.parametrize("module", [grpo, lilo_grpo])
 def test_group_advantages_on_crafted_groups(module):
     """Reward minus the group's mean over its (unbiased) standard deviation + 1e-4; Dr. GRPO without the division.
-    A group all right or all wrong teaches nothing: advantage 0."""
-    rewards = torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
+    A group all right or all wrong teaches nothing: advantage 0. The rewards come in question order, a group of 4
+    after the other: read as 4 x 3 instead of 3 x 4, the groups would mix questions and the numbers would differ."""
+    rewards = torch.tensor([1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0])
     # one right of four: mean 1/4, unbiased std sqrt((0.75^2 + 3 x 0.25^2) / 3) = 1/2
-    expected = [[0.0] * 4, [0.0] * 4, [0.75 / 0.5001, -0.25 / 0.5001, -0.25 / 0.5001, -0.25 / 0.5001]]
-    assert module.group_advantages(rewards).flatten().tolist() == pytest.approx(sum(expected, []), abs=1e-6)
-    dr_grpo = [[0.0] * 4, [0.0] * 4, [0.75, -0.25, -0.25, -0.25]]
-    assert module.group_advantages(rewards, scale=False).flatten().tolist() == pytest.approx(sum(dr_grpo, []))
+    expected = [0.0] * 8 + [0.75 / 0.5001, -0.25 / 0.5001, -0.25 / 0.5001, -0.25 / 0.5001]
+    assert module.group_advantages(rewards, 4).tolist() == pytest.approx(expected, abs=1e-6)
+    dr_grpo = [0.0] * 8 + [0.75, -0.25, -0.25, -0.25]
+    assert module.group_advantages(rewards, 4, scale=False).tolist() == pytest.approx(dr_grpo)
 
 
 def policy_losses(module, logp, mask, **tensors):
-    """(policy loss, KL loss) of `module`'s ppo_losses on one micro-batch that is the whole minibatch, with the
-    trainer's default Args; the tensors not given are 0 (TIS weights 1). Each trainer's own signature."""
+    """(policy loss, KL loss, statistics) of `module`'s policy loss function on one micro-batch that is the whole
+    minibatch, with the trainer's default Args; the tensors not given are 0 (TIS weights 1). Each trainer's own
+    signature: GRPO's averages per completion and takes no token count."""
     zeros, args = torch.zeros_like(mask), tensors.pop("args", module.Args())
-    batch = {"mask": mask, "old_logp": zeros, "ref_logp": zeros, "advantages": zeros, "old_values": zeros,
-             "returns": zeros, "tis_weight": torch.ones_like(mask)} | tensors  # fmt: skip
-    rows, n_sequences = torch.arange(len(mask)), len(mask)
-    if hasattr(module, "compute_gae"):  # PPO: values too
-        pg_loss, kl_loss, _, _ = module.ppo_losses(logp, zeros, batch, rows, n_sequences, mask.sum(), args)
-    elif hasattr(module, "group_advantages"):  # GRPO: completions averaged per sequence
-        pg_loss, kl_loss, _ = module.ppo_losses(logp, batch, rows, n_sequences, args)
+    tensors = {"old_logp": zeros, "ref_logp": zeros, "advantages": zeros, "tis_weight": torch.ones_like(mask)} | tensors
+    given = [logp, tensors["old_logp"], tensors["ref_logp"], tensors["advantages"], tensors["tis_weight"], mask]
+    if hasattr(module, "grpo_losses"):
+        pg_loss, kl_loss, stats = module.grpo_losses(*given, len(mask), args)
     else:
-        pg_loss, kl_loss, _ = module.ppo_losses(logp, batch, rows, n_sequences, mask.sum(), args)
-    return pg_loss.item(), kl_loss.item()
+        pg_loss, kl_loss, stats = module.ppo_losses(*given, len(mask), mask.sum(), args)
+    return pg_loss.item(), kl_loss.item(), stats
+
+
+@pytest.mark.parametrize("module", MODULES.values(), ids=MODULES.keys())
+def test_clipped_policy_loss_on_crafted_ratios(module):
+    """PPO's pessimistic bound, max(-A r, -A clip(r)), in every trainer: ratios away from 1 on both sides, advantages
+    of both signs, one completion of 4 tokens (a token mean and a completion mean agree)."""
+    logp = torch.log(torch.tensor([[1.5, 0.5, 1.5, 0.5]]))
+    advantages = torch.tensor([[1.0, 1.0, -1.0, -1.0]])
+    pg_loss, _, stats = policy_losses(module, logp, torch.ones(1, 4), advantages=advantages)
+    # A>0: min(1.5, 1.2) = 1.2 and min(0.5, 0.8) = 0.5; A<0: max(1.5, 1.2) = 1.5 and max(0.5, 0.8) = 0.8
+    assert pg_loss == pytest.approx(-(1.2 + 0.5 - 1.5 - 0.8) / 4)
+    assert stats["clipfrac"] == 1.0
 
 
 @pytest.mark.parametrize("module", MODULES.values(), ids=MODULES.keys())
@@ -345,7 +372,7 @@ def test_tis_weights_weight_each_tokens_policy_loss(module):
     """At ratio 1 and advantage 1 a token's policy loss is -weight: over these 3 tokens of one sequence the mean is
     -(0.5 + 1 + 2) / 3 in every trainer (a weight left out of the clipped branch would give -1 for the token at 2)."""
     ones = torch.ones(1, 3)
-    loss, _ = policy_losses(module, torch.zeros(1, 3), ones, advantages=ones, tis_weight=torch.tensor([[0.5, 1, 2]]))
+    loss, _, _ = policy_losses(module, torch.zeros(1, 3), ones, advantages=ones, tis_weight=torch.tensor([[0.5, 1, 2]]))
     assert loss == pytest.approx(-3.5 / 3)
 
 
@@ -355,7 +382,7 @@ def test_the_kl_loss_is_the_sequences_k3_sums_averaged_over_the_minibatchs_seque
     not of tokens (5 here). Each token's k3 is exp(-0.5) - 1 + 0.5 for logp = ref + 0.5."""
     mask = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.0, 0.0]])
     args = module.Args(kl_coef=0.1)
-    _, kl_loss = policy_losses(module, torch.full((2, 4), 0.5), mask, args=args)
+    _, kl_loss, _ = policy_losses(module, torch.full((2, 4), 0.5), mask, args=args)
     k3 = math.exp(-0.5) - 1 + 0.5
     assert kl_loss == pytest.approx(0.1 * (4 * k3 + 1 * k3) / 2)
 
@@ -367,10 +394,10 @@ def test_grpo_loss_averages_each_completion_then_the_completions(module):
     constant, --max-new-tokens, on completions of unequal length."""
     advantages = torch.tensor([[1.0, 1.0, 1.0, 1.0], [-1.0, 0.0, 0.0, 0.0]])
     mask = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.0, 0.0]])
-    loss, _ = policy_losses(module, torch.zeros(2, 4), mask, advantages=advantages)
+    loss, _, _ = policy_losses(module, torch.zeros(2, 4), mask, advantages=advantages)
     assert loss == pytest.approx((-1.0 + 1.0) / 2)  # a token mean would give (-4 + 1) / 5
     args = module.Args(dr_grpo=True, max_new_tokens=8)
-    loss, _ = policy_losses(module, torch.zeros(2, 4), mask, advantages=advantages, args=args)
+    loss, _, _ = policy_losses(module, torch.zeros(2, 4), mask, advantages=advantages, args=args)
     assert loss == pytest.approx((-4 / 8 + 1 / 8) / 2)  # each completion's own length would give (-1 + 1) / 2
 
 

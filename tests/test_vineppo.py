@@ -7,14 +7,7 @@ import vineppo
 from common.steps import split_gsm8k, split_math
 from conftest import TINY_FLAGS, assert_logged, read_scalars, stop_message, train
 
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    from transformers import AutoTokenizer
-
-    from common.model import default_model_path
-
-    return AutoTokenizer.from_pretrained(default_model_path())
+VINEPPO_MODULES = pytest.mark.parametrize("module", [vineppo, lilo_vineppo], ids=lambda m: m.__name__)
 
 
 def token_steps(tokenizer, steps):
@@ -23,7 +16,7 @@ def token_steps(tokenizer, steps):
     return sum(ids, []), [sum(map(len, ids[: k + 1])) for k in range(len(ids))]
 
 
-@pytest.mark.parametrize("module", [vineppo, lilo_vineppo])
+@VINEPPO_MODULES
 @pytest.mark.parametrize(
     "step_split, steps",
     [
@@ -56,9 +49,10 @@ def test_gsm8k_and_math_rules_differ_on_sentences(tokenizer):
     assert len(vineppo.response_steps(tokenizer, response, "math")) == 2
 
 
-def test_step_advantages_by_hand():
+@VINEPPO_MODULES
+def test_step_advantages_by_hand(module):
     # two steps: tokens 0-1 and 2-4; V(s0) = 0.5, V(s1) = 0.25, reward 1
-    advantages = vineppo.step_advantages([2, 5], [0.5, 0.25, 1.0], length=6)
+    advantages = module.step_advantages([2, 5], [0.5, 0.25, 1.0], length=6)
     assert advantages.tolist() == pytest.approx([-0.25, -0.25, 0.75, 0.75, 0.75, 0.0])
 
 
@@ -69,64 +63,71 @@ def coin_llm(coin_model):
     return start_engine(coin_model, seed=0, max_model_len=256, gpu_memory_utilization=0.3)
 
 
-def test_mc_values_match_known_success_probabilities(coin_model, coin_llm):
+@VINEPPO_MODULES
+def test_mc_values_match_known_success_probabilities(module, tokenizer, coin_llm):
     """After `\\boxed{1` the coin model can only close the brace and end: the value is 1 for gold 1, 0 for gold 2.
     From the prompt with a budget of 3 tokens it is cut off before any answer: 0, minus the unparseable
-    penalty when one is set."""
-    from transformers import AutoTokenizer
-
+    penalty when one is set. Each value comes with its K rollouts."""
     from common.data import build_prompt
 
-    tokenizer = AutoTokenizer.from_pretrained(coin_model)
     prompt, other_prompt = (build_prompt(tokenizer, f"what is {n}?", "coin") for n in (1, 2))
     answered = tokenizer("\\boxed{1")["input_ids"]
     prefixes = {
-        tuple(prompt + answered): ("1", len(answered), "\\boxed{1"),
-        tuple(other_prompt + answered): ("2", len(answered), "\\boxed{1"),
-        tuple(prompt): ("1", 0, ""),
+        tuple(prompt + answered): ("1", "\\boxed{1"),
+        tuple(other_prompt + answered): ("2", "\\boxed{1"),
+        tuple(prompt): ("1", ""),
     }
-    args = vineppo.Args(mc_rollouts=8, mc_temperature=1.0, top_p=1.0, max_new_tokens=3)
-    assert list(vineppo.mc_values(coin_llm, prefixes, args).values()) == [1.0, 0.0, 0.0]
-    args = vineppo.Args(**{**vars(args), "unparseable_penalty": 0.5})
-    assert list(vineppo.mc_values(coin_llm, prefixes, args).values()) == [1.0, 0.0, -0.5]
+    args = module.Args(mc_rollouts=8, mc_temperature=1.0, top_p=1.0, max_new_tokens=3)
+    values, completions = module.mc_values(coin_llm, prefixes, args)
+    assert list(values.values()) == [1.0, 0.0, 0.0] and [len(cs) for cs in completions] == [8, 8, 8]
+    args = module.Args(**{**vars(args), "unparseable_penalty": 0.5})
+    assert list(module.mc_values(coin_llm, prefixes, args)[0].values()) == [1.0, 0.0, -0.5]
 
 
-@pytest.mark.parametrize("module", [vineppo, lilo_vineppo], ids=["vineppo", "lilo_vineppo"])
-def test_mc_value_is_the_mean_over_all_k_rollouts(module, coin_model, coin_llm):
-    """From the prompt, the coin model is right half the time: the mean of K = 16 rollouts lies strictly between
-    0 and 1 (one rollout, or any single completion, would give exactly 0 or 1)."""
-    from transformers import AutoTokenizer
-
+@VINEPPO_MODULES
+def test_mc_rollouts_sample_at_the_mc_temperature(module, tokenizer, coin_llm):
+    """--mc-temperature, not the training rollouts' --temperature: at temperature 1 the coin model, after
+    `\\boxed{1`, closes the brace and ends (logit 30 against -30 for every other token), so every rollout is right;
+    at 50 its 49,152 tokens are close to equally likely and next to none would be."""
     from common.data import build_prompt
 
-    tokenizer = AutoTokenizer.from_pretrained(coin_model)
+    prompt = build_prompt(tokenizer, "what is 1?", "coin")
+    answered = tokenizer("\\boxed{1")["input_ids"]
+    args = module.Args(mc_rollouts=16, mc_temperature=1.0, temperature=50.0, max_new_tokens=4)
+    values, _ = module.mc_values(coin_llm, {tuple(prompt + answered): ("1", "\\boxed{1")}, args)
+    assert list(values.values()) == [1.0]
+
+
+@VINEPPO_MODULES
+def test_mc_value_is_the_mean_over_all_k_rollouts(module, tokenizer, coin_llm):
+    """From the prompt, the coin model is right half the time: the mean of K = 16 rollouts lies strictly between
+    0 and 1 (one rollout, or any single completion, would give exactly 0 or 1)."""
+    from common.data import build_prompt
+
     prompt = build_prompt(tokenizer, "what is 1?", "coin")
     args = module.Args(mc_rollouts=16, mc_temperature=1.0, max_new_tokens=8)
-    (value,) = module.mc_values(coin_llm, {tuple(prompt): ("1", 0, "")}, args).values()
+    (value,) = module.mc_values(coin_llm, {tuple(prompt): ("1", "")}, args)[0].values()
     assert 0.2 < value < 0.8 and value * 16 == round(value * 16)
 
 
-@pytest.mark.parametrize("module", [vineppo, lilo_vineppo], ids=["vineppo", "lilo_vineppo"])
-def test_mc_rollouts_get_the_references_budget_and_score_0_when_cut_off(module, coin_model, coin_llm):
+@VINEPPO_MODULES
+def test_mc_rollouts_get_the_references_budget_and_score_0_when_cut_off(module, tokenizer, coin_llm):
     """As in the papers' code, a rollout from a state may use --max-new-tokens, or what the context has left,
     and one cut off at that budget scores 0. The coin model needs 3 more tokens after `\\boxed{` (answer, brace,
     end of sequence) and 7 from the prompt."""
-    from transformers import AutoTokenizer
-
     from common.data import build_prompt
 
-    tokenizer = AutoTokenizer.from_pretrained(coin_model)
     prompt = build_prompt(tokenizer, "what is 1?", "coin")
     boxed = tokenizer("\\boxed{")["input_ids"]
-    started = {tuple(prompt + boxed): ("1", len(boxed), "\\boxed{")}
+    started = {tuple(prompt + boxed): ("1", "\\boxed{")}
     # 6 new tokens: the rollout may use all 6 (the context allows it), not the 6 - 4 its prefix left, which
     # would cut it off after "1}"
     args = module.Args(mc_rollouts=16, mc_temperature=1.0, max_new_tokens=6, max_prompt_tokens=len(prompt) + 4)
-    (value,) = module.mc_values(coin_llm, started, args).values()
+    (value,) = module.mc_values(coin_llm, started, args)[0].values()
     assert 0.2 < value < 0.8
     # a context of 2 tokens fewer than the prompt + 8: each rollout from the prompt gets 6 tokens, is cut off
     args = module.Args(mc_rollouts=16, mc_temperature=1.0, max_new_tokens=8, max_prompt_tokens=len(prompt) - 2)
-    (value,) = module.mc_values(coin_llm, {tuple(prompt): ("1", 0, "")}, args).values()
+    (value,) = module.mc_values(coin_llm, {tuple(prompt): ("1", "")}, args)[0].values()
     assert value == 0.0
 
 
@@ -161,7 +162,7 @@ def test_end_to_end_logs_metrics_and_checkpoints(vineppo_run, tiny_model):
     assert "losses/value_loss" not in scalars
     # at least the 2 prompts' values, each from 2 rollouts
     assert all(v >= 2 * 2 for _, v in scalars["charts/mc_completions"])
-    assert_logged(scalars, ["charts/test_accuracy", "charts/train_subset_accuracy"], [0, 1, 2])
+    assert_logged(scalars, ["charts/test_accuracy", "charts/train_split_accuracy"], [0, 1, 2])
     # that the policy learns is shown on the coin model (tests/test_trainers.py): here every reward is 0
     assert (run_dir / "checkpoint" / "policy" / "model.safetensors").exists()
     assert not (run_dir / "checkpoint" / "value").exists()
@@ -176,8 +177,8 @@ def test_max_value_steps_0_estimates_the_prompt_alone(tiny_model, tmp_path):
     assert [v for _, v in scalars["charts/mc_completions"]] == [4.0]
 
 
-@pytest.mark.parametrize("module", [vineppo, lilo_vineppo])
-def test_credit_assignment_by_hand(module):
+@VINEPPO_MODULES
+def test_credit_diagnostics_by_hand(module):
     """Step advantages' spread within completions of 2+ steps, and the share of valued states after a step whose
     value left V(s_0); a backfilled state (past --max-value-steps) or a one-step completion counts in neither."""
     step_values = [
@@ -185,10 +186,10 @@ def test_credit_assignment_by_hand(module):
         [0.25, 0.75, 0.75, 0.75],  # advantages 0.5, 0, 0: std 0.2357; s_1 moved, s_2 moved, s_3 backfilled
         [0.5, 0.0],  # one step: no spread, no state after a step
     ]
-    spread, moved = module.credit_assignment(step_values, [2, 3, 1])
+    spread, moved = module.credit_diagnostics(step_values, [2, 3, 1])
     assert spread == pytest.approx((0.25 + (2**0.5) / 6) / 2) and moved == pytest.approx(2 / 3)
-    assert module.credit_assignment([[0.5, 0.5, 0.5, 1.0]], [3]) == (pytest.approx(0.2357, abs=1e-4), 0.0)
-    assert module.credit_assignment([[0.5, 1.0], [0.0, 0.0]], [1, 1]) == (0.0, 0.0)  # single steps: a baseline
+    assert module.credit_diagnostics([[0.5, 0.5, 0.5, 1.0]], [3]) == (pytest.approx(0.2357, abs=1e-4), 0.0)
+    assert module.credit_diagnostics([[0.5, 1.0], [0.0, 0.0]], [1, 1]) == (0.0, 0.0)  # single steps: a baseline
 
 
 @pytest.mark.parametrize(

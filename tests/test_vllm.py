@@ -4,6 +4,7 @@ Each engine starts once per module. Two engines in one process work with vllm-cp
 """
 
 import gc
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -72,22 +73,28 @@ def test_stop_strings_end_the_completion_untruncated(tiny_llm, prompts):
     assert not stopped.truncated and len(stopped.token_ids) < len(full.token_ids)
 
 
-def test_sync_weights_changes_generation_and_syncing_back_restores_it(tiny_llm, tiny_model, prompts):
-    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+@contextmanager
+def perturbed_in_engine(llm, model_folder: str, seed: int):
+    """The model of `model_folder` with noise added to every weight, synced into `llm` for the block; the engine gets
+    the original weights back afterwards. Yields (model, seconds the sync took)."""
+    model = AutoModelForCausalLM.from_pretrained(model_folder, dtype=torch.float32)
     original = {name: p.clone() for name, p in model.state_dict().items()}
-    before = greedy(tiny_llm, prompts)
-    torch.manual_seed(1)
+    torch.manual_seed(seed)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
     try:
-        seconds = sync_weights(tiny_llm, model)
-        assert isinstance(seconds, float) and seconds > 0
-        perturbed = greedy(tiny_llm, prompts)
-        assert perturbed != before
+        yield model, sync_weights(llm, model)
     finally:
         model.load_state_dict(original)
-        assert sync_weights(tiny_llm, model) > 0
+        sync_weights(llm, model)
+
+
+def test_sync_weights_changes_generation_and_syncing_back_restores_it(tiny_llm, tiny_model, prompts):
+    before = greedy(tiny_llm, prompts)
+    with perturbed_in_engine(tiny_llm, tiny_model, seed=1) as (_, seconds):
+        assert isinstance(seconds, float) and seconds > 0
+        assert greedy(tiny_llm, prompts) != before
     assert greedy(tiny_llm, prompts) == before
 
 
@@ -105,23 +112,13 @@ def test_sync_drops_the_cached_prefixes_of_long_prompts(tiny_llm, tiny_model):
     assert len(prompt) > 3 * 128
     params = SamplingParams(n=1, temperature=0.0, max_tokens=8, logprobs=0)
     tiny_llm.generate([TokensPrompt(prompt_token_ids=prompt)], params, use_tqdm=False)  # fills the prefix cache
-    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
-    original = {name: p.clone() for name, p in model.state_dict().items()}
-    torch.manual_seed(2)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    try:
-        sync_weights(tiny_llm, model)
+    with perturbed_in_engine(tiny_llm, tiny_model, seed=2) as (model, _):
         (out,) = tiny_llm.generate([TokensPrompt(prompt_token_ids=prompt)], params, use_tqdm=False)[0].outputs
         engine_logp = torch.tensor([step[t].logprob for t, step in zip(out.token_ids, out.logprobs)])
         batch = pad_batch([prompt], [list(out.token_ids)], tokenizer.eos_token_id)
         with torch.no_grad():
             model_logp = response_logprobs(model, batch, torch.tensor([0]), temperature=1.0)[0][0]
         assert (engine_logp - model_logp).abs().max() < 1e-3
-    finally:
-        model.load_state_dict(original)
-        sync_weights(tiny_llm, model)
 
 
 def test_default_model_answers_a_chat_prompt(default_llm):
@@ -177,17 +174,19 @@ def test_evaluation_decodes_greedily(tiny_llm, prompts, tmp_path):
     this process) give the same completions: greedy decoding. Sampling, at any temperature, would not on the random
     tiny model's flat distributions."""
     import json
-    from types import SimpleNamespace
 
     from torch.utils.tensorboard import SummaryWriter
 
     from common.evaluation import evaluate
 
     examples = [{"question": str(i), "answer": "1", "prompt": prompt} for i, prompt in enumerate(prompts)]
-    args, writer = SimpleNamespace(eval_interval=1, num_iterations=2, max_new_tokens=16), SummaryWriter(str(tmp_path))
+    writer = SummaryWriter(str(tmp_path))
     for iteration in (1, 2):
         torch.manual_seed(iteration)
-        evaluate(tiny_llm, {"test": examples, "train_subset": examples[:1]}, args, writer, iteration)
+        accuracy = evaluate(
+            tiny_llm, {"test": examples, "train_split": examples[:1], "empty": []}, 16, writer, iteration
+        )
+        assert accuracy.keys() == {"test", "train_split"}  # an empty subset is skipped
     completions = [
         [json.loads(line)["completion"] for line in (tmp_path / "eval" / f"test_{iteration}.jsonl").open()]
         for iteration in (1, 2)

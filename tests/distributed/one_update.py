@@ -18,13 +18,13 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from transformers import AutoModelForCausalLM  # noqa: E402
 
-from common.distributed import init_distributed, model_state, rank_rows, shard_model  # noqa: E402
+from common.distributed import init_distributed, model_state, rank, rank_rows, shard_model  # noqa: E402
 from common.logprobs import pad_batch, response_logprobs  # noqa: E402
 from ppo import Args, ppo_losses  # noqa: E402
 
 if __name__ == "__main__":
     model_path, out_file = sys.argv[1], sys.argv[2]
-    rank, _, device = init_distributed()
+    device = init_distributed()
     generator = torch.Generator().manual_seed(0)
     # 8 sequences: prompt and response lengths differ
     lengths = torch.randint(3, 12, (8, 2), generator=generator).tolist()
@@ -37,17 +37,16 @@ if __name__ == "__main__":
     optimizer = torch.optim.SGD(policy.parameters(), lr=1.0)
     with torch.no_grad():
         old_logp = response_logprobs(policy, batch, torch.arange(len(responses)), 1.0)[0] * mask
-    zeros = torch.zeros_like(mask)
-    batch |= {"old_logp": old_logp - 0.1, "ref_logp": old_logp, "advantages": advantages, "tis_weight": mask,
-              "old_values": zeros, "returns": zeros}  # fmt: skip
     # the minibatch loop of ppo.py: the whole batch is one minibatch, micro-batches of 2 per rank
     minibatch = torch.randperm(len(responses), generator=generator)
     n_tokens = mask[minibatch].sum()
     for mb in rank_rows(minibatch).split(2):
         logp, _, _ = response_logprobs(policy, batch, mb, 1.0)
-        pg_loss, _, _, _ = ppo_losses(logp, torch.zeros_like(logp), batch, mb, len(minibatch), n_tokens, Args())
+        pg_loss, _, _ = ppo_losses(
+            logp, old_logp[mb] - 0.1, old_logp[mb], advantages[mb], mask[mb], mask[mb], len(minibatch), n_tokens, Args()
+        )
         pg_loss.backward()
     optimizer.step()
     weights = model_state(policy)
-    if rank == 0:
+    if rank() == 0:
         torch.save(weights, out_file)
