@@ -42,6 +42,8 @@ for algorithm in ALGORITHMS:
     CONFIGS |= {algorithm: (algorithm, []), f"lilo_{algorithm}": (f"lilo_{algorithm}", [])}
     CONFIGS |= {f"{algorithm}_matched": (algorithm, ["matched"])}
     CONFIGS |= {f"{algorithm}_matched_batch": (algorithm, ["matched", "batch"])}
+# learnability predicted before generating (issue #55): LILO's choice from the same pool, generating for the batch alone
+CONFIGS |= {f"lilo_{algorithm}_predicted": (f"lilo_{algorithm}_predicted", []) for algorithm in ALGORITHMS}
 DEFAULT_CONFIGS = list(CONFIGS)
 # (configuration, its base, what differs): the paired differences the summary reports, when both have run
 COMPARISONS = [
@@ -56,6 +58,14 @@ for algorithm in ALGORITHMS:
         (f"{algorithm}_matched", algorithm, "4x the questions per iteration, 4x the steps"),
         (f"{algorithm}_matched_batch", algorithm, "4x the questions per iteration, 4x the minibatch"),
     ]
+for algorithm in ALGORITHMS:  # named before the runs (docs/results.md): the same generation and update as the base;
+    COMPARISONS += [  # the same update as LILO with a quarter of its generation
+        (f"lilo_{algorithm}_predicted", algorithm, "learnability predicted before generating, the base's generation"),
+        (f"lilo_{algorithm}_predicted", f"lilo_{algorithm}", "prediction instead of LILO's 4x generation"),
+    ]
+# issue #55's primary comparison, named before its runs: (configuration, base) of each algorithm, paired by
+# (algorithm, seed) and tested together
+PRIMARY = [(f"lilo_{algorithm}_predicted", algorithm) for algorithm in ALGORITHMS]
 # runs logged before a scalar was renamed: old name -> new
 RENAMED = {"charts/train_subset_accuracy": "charts/train_split_accuracy"}
 COLORS = {"ppo": "tab:blue", "vineppo": "tab:orange", "lilo_ppo": "tab:green", "lilo_vineppo": "tab:red",
@@ -63,7 +73,10 @@ COLORS = {"ppo": "tab:blue", "vineppo": "tab:orange", "lilo_ppo": "tab:green", "
 
 
 def color_and_style(config: str) -> tuple[str, str]:
-    """A compute-matched baseline: its base trainer's colour, dashed (4x the steps) or dotted (4x the minibatch)."""
+    """A compute-matched baseline: its base trainer's colour, dashed (4x the steps) or dotted (4x the minibatch); a
+    predicted variant: its LILO trainer's, dash-dotted."""
+    if config.endswith("_predicted"):
+        return COLORS[config.removesuffix("_predicted")], "-."
     base = config.removesuffix("_batch").removesuffix("_matched")
     return COLORS[base], {base: "-", f"{base}_matched": "--"}.get(config, ":")
 
@@ -342,6 +355,20 @@ def test_grades(out: Path, config: str, iteration: int) -> dict:
     return grades
 
 
+def primary_differences(tables: dict[str, pd.DataFrame], out: Path) -> list[float]:
+    """Issue #55's primary comparison: final held-out accuracy, each PRIMARY configuration minus its base, for every
+    (algorithm, seed) that both ran, graded on the same questions."""
+    diffs = []
+    for config, base in PRIMARY:
+        last = min(tables[config].index.max(), tables[base].index.max())
+        a, b = test_grades(out, config, last), test_grades(out, base, last)
+        for seed in sorted(set(a) & set(b)):
+            if a[seed][0] != b[seed][0]:
+                raise SystemExit(f"error: {config} and {base} seed {seed} were graded on different test questions")
+            diffs.append(float(np.mean(a[seed][1]) - np.mean(b[seed][1])))
+    return diffs
+
+
 def summary(tables: dict[str, pd.DataFrame], out: Path) -> str:
     """Markdown: final accuracy with intervals; paired differences with intervals and p-values; VinePPO's steps."""
     lines = [
@@ -424,6 +451,19 @@ def summary(tables: dict[str, pd.DataFrame], out: Path) -> str:
         rows.append((head, d["p"], f"| {when} | {spent} |"))
     for (head, p, tail), adjusted in zip(rows, bonferroni([p for _, p, _ in rows])):
         lines.append(f"{head} | {p_text(p)} | {p_text(adjusted)} {tail}")
+    if all(config in tables and base in tables for config, base in PRIMARY):
+        diffs = primary_differences(tables, out)
+        mean, low, high = mean_interval(diffs, bounds=(-1.0, 1.0))
+        lines += [
+            "",
+            "## The primary comparison of issue #55, pooled over the three algorithms",
+            "",
+            f"Learnability predicted before generating minus its base trainer (the same generation and update), final "
+            f"held-out accuracy paired by algorithm and seed: {len(diffs)} pairs, {100 * mean:+.1f} points [95% t "
+            f"interval {100 * low:+.1f}, {100 * high:+.1f}], two-sided paired t-test p = "
+            f"{p_text(stats.ttest_1samp(diffs, 0.0).pvalue) if len(diffs) > 1 else 'n/a'}; positive in "
+            f"{sum(d > 0 for d in diffs)} of {len(diffs)}.",
+        ]
     vine = [c for c in tables if "charts/step_advantage_spread" in tables[c]]
     if vine:
         lines += [

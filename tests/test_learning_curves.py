@@ -107,7 +107,8 @@ def test_matched_configurations_generate_what_lilo_generates():
     # the equal-step control: LILO's pool, trained on in as many optimiser steps as the base takes
     batch = lc.config_flags("grpo_matched_batch", "--minibatch-size 16")
     assert batch == ["--questions-per-iteration", "16", "--minibatch-size", "64"]
-    assert len(lc.DEFAULT_CONFIGS) == 12
+    assert lc.config_flags("lilo_grpo_predicted", "") == []  # the LILO pool, generating for the batch alone
+    assert len(lc.DEFAULT_CONFIGS) == 15
 
 
 @pytest.mark.parametrize("trainer", ["ppo", "vineppo", "grpo"])
@@ -115,6 +116,7 @@ def test_the_scripts_defaults_are_the_trainers(trainer):
     args = __import__(trainer).Args()
     assert {name: getattr(args, name) for name in lc.TRAINER_DEFAULTS} == lc.TRAINER_DEFAULTS
     assert __import__(f"lilo_{trainer}").Args().oversample == lc.LILO_OVERSAMPLE
+    assert __import__(f"lilo_{trainer}_predicted").Args().oversample == lc.LILO_OVERSAMPLE
 
 
 def test_a_short_run_writes_paired_grades_and_a_summary(tiny_model, tmp_path):
@@ -163,3 +165,15 @@ def test_a_trainer_stopped_before_its_first_iteration_is_reported_as_stopped(tmp
     args = argparse.Namespace(runs_dir=tmp_path, iterations=2, eval_interval=2, eval_size=6, trainer_args="")
     with pytest.raises(SystemExit, match="stopped: ppo seed 1 before its first iteration"):
         lc.run_to_csv("ppo", 1, args, tmp_path / "ppo__seed1.csv")
+
+
+def test_the_primary_comparison_pairs_each_algorithm_and_seed(tmp_path):
+    """Issue #55's pooled comparison: one difference per (algorithm, seed) that both configurations ran, at the
+    last iteration both reached, on the same questions."""
+    tables = {}
+    for algorithm, (right_predicted, right_base) in zip(lc.ALGORITHMS, [(3, 2), (2, 2), (1, 2)]):
+        for config, right in [(f"lilo_{algorithm}_predicted", right_predicted), (algorithm, right_base)]:
+            tables[config] = curve(1, {0: 0.0, 4: 0.0})
+            grades = [{"iteration": 4, "question": f"q{i}", "correct": int(i < right)} for i in range(4)]
+            pd.DataFrame(grades).to_csv(tmp_path / f"{config}__seed1__test.csv", index=False)
+    assert lc.primary_differences(tables, tmp_path) == [0.25, 0.0, -0.25]

@@ -17,17 +17,22 @@ from safetensors.torch import load_file
 
 import grpo
 import lilo_grpo
+import lilo_grpo_predicted
 import lilo_ppo
 import lilo_ppo_buffered
+import lilo_ppo_predicted
 import lilo_vineppo
+import lilo_vineppo_predicted
 import ppo
 import vineppo
 from conftest import ROOT, answer_probability, assert_logged, only_run_dir, read_scalars, run_script, train
 
-TRAINERS = ["ppo.py", "vineppo.py", "grpo.py", "lilo_ppo.py", "lilo_vineppo.py", "lilo_grpo.py"]
-MODULES = {"ppo.py": ppo, "vineppo.py": vineppo, "grpo.py": grpo, "lilo_ppo.py": lilo_ppo,
-           "lilo_vineppo.py": lilo_vineppo, "lilo_grpo.py": lilo_grpo,
-           "lilo_ppo_buffered.py": lilo_ppo_buffered}  # fmt: skip
+MODULES = {f"{module.__name__}.py": module for module in (ppo, vineppo, grpo, lilo_ppo, lilo_vineppo, lilo_grpo,
+           lilo_ppo_predicted, lilo_vineppo_predicted, lilo_grpo_predicted, lilo_ppo_buffered)}  # fmt: skip
+# each run on the coin model below (the buffered variant in a test of its own); two of the three predicted variants,
+# whose diffs are the same lines (tests/test_layout.py), with `pytest -m slow`
+TRAINERS = [name if "predicted" not in name or "grpo" in name else pytest.param(name, marks=pytest.mark.slow)
+            for name in list(MODULES)[:-1]]  # fmt: skip
 # 4 questions x 8 completions per iteration (LILO: from a pool of 16 questions, i.e. each coin question twice),
 # 2 epochs of 2 minibatches: 4 optimiser steps per iteration
 COIN_FLAGS = ["--questions-per-iteration", "4", "--completions-per-question", "8", "--minibatch-size", "16",
@@ -35,8 +40,14 @@ COIN_FLAGS = ["--questions-per-iteration", "4", "--completions-per-question", "8
               "--learning-rate", "1e-2", "--update-epochs", "2", "--num-iterations", "3"]  # fmt: skip
 EXTRA = {"ppo.py": ["--value-learning-rate", "1e-2"], "vineppo.py": ["--mc-rollouts", "8"]}
 EXTRA["grpo.py"] = EXTRA["lilo_grpo.py"] = []
-EXTRA["lilo_ppo.py"] = EXTRA["lilo_ppo_buffered.py"] = EXTRA["ppo.py"]
-EXTRA["lilo_vineppo.py"] = EXTRA["vineppo.py"]
+EXTRA["lilo_ppo.py"] = EXTRA["lilo_ppo_buffered.py"] = EXTRA["lilo_ppo_predicted.py"] = EXTRA["ppo.py"]
+EXTRA["lilo_vineppo.py"] = EXTRA["lilo_vineppo_predicted.py"] = EXTRA["vineppo.py"]
+EXTRA["lilo_grpo_predicted.py"] = []
+
+
+def algorithm(script: str) -> str:
+    """ppo, vineppo or grpo: the algorithm a trainer's file runs."""
+    return script.removeprefix("lilo_").removesuffix(".py").removesuffix("_predicted").removesuffix("_buffered")
 
 
 def values(scalars, tag):
@@ -59,14 +70,14 @@ def test_logs_evaluates_and_checkpoints(coin_run, coin_model):
     tags += ["charts/learning_rate", "losses/kl_penalty", "charts/engine_logprob_gap", "charts/engine_kl"]
     tags += ["charts/tis_clipped_share"]
     tags += {"ppo": ["losses/value_loss", "losses/explained_variance"], "vineppo": ["charts/mc_completions"],
-             "grpo": ["charts/zero_advantage_share"]}[script.removeprefix("lilo_").removesuffix(".py")]  # fmt: skip
+             "grpo": ["charts/zero_advantage_share"]}[algorithm(script)]  # fmt: skip
     assert_logged(scalars, tags, [1, 2, 3])
     assert_logged(scalars, ["charts/test_accuracy", "charts/train_split_accuracy", "time/evaluation"], [0, 2, 3])
     state = torch.load(run_dir / "checkpoint" / "state.pt", weights_only=False)
     assert state["iteration"] == 3 and state["args"]["num_iterations"] == 3
     assert state["policy_optimizer"]["param_groups"][0]["weight_decay"] == 0  # as in the papers' code
     assert json.loads((run_dir / "args.json").read_text())["num_iterations"] == 3
-    assert (run_dir / "checkpoint" / "value" / "model.safetensors").exists() == (script in ("ppo.py", "lilo_ppo.py"))
+    assert (run_dir / "checkpoint" / "value" / "model.safetensors").exists() == (algorithm(script) == "ppo")
     assert (run_dir / "checkpoint" / "policy" / "tokenizer.json").exists()
 
 
@@ -106,9 +117,10 @@ def test_kl_to_the_reference_grows_positive(coin_run):
     """Once the policy has moved, sampled tokens are likelier under it than under the reference: the k1 estimate
     log pi - log pi_ref averages above 0 (its sign flipped, it would read below 0). The LILO files share these
     lines, but log the KL of the completions they selected, which selection biases: the most mixed questions
-    over-represent the answer the policy has moved away from (measured: -0.01 to -0.04 there)."""
+    over-represent the answer the policy has moved away from (measured: -0.01 to -0.04 there). The predicted
+    variants choose before generating: their completions are the policy's own sample."""
     script, _, scalars, *_ = coin_run
-    if script.startswith("lilo"):
+    if script.startswith("lilo") and "predicted" not in script:
         pytest.skip("selected completions are not an unbiased sample of the policy")
     kl = values(scalars, "charts/kl")
     assert kl[0] == pytest.approx(0.0, abs=1e-5)  # the first rollout comes from the reference policy itself
@@ -179,14 +191,30 @@ def test_lilo_trains_on_the_most_learnable_questions(coin_run):
     """The pool holds each coin question twice: 8 never-solved (gold 3), 8 solved about half the time (gold 1).
     LILO must train on 4 of the latter; the pool's first 4 questions would include never-solved ones."""
     script, _, scalars, *_ = coin_run
-    if not script.startswith("lilo"):
-        pytest.skip("no selection in the base trainers")
+    if not script.startswith("lilo") or "predicted" in script:
+        pytest.skip("no selection after generating in the base trainers and the predicted variants")
     assert values(scalars, "charts/completions_generated") == [128.0] * 3
     assert values(scalars, "charts/completions_trained") == [32.0] * 3
     assert values(scalars, "charts/pool_all_wrong_share") == [0.5] * 3
     assert values(scalars, "charts/all_wrong_share")[0] == 0.0  # before training: every gold-1 question is mixed
     assert all(b >= p for b, p in zip(values(scalars, "charts/batch_learnability"),
                                       values(scalars, "charts/pool_learnability")))  # fmt: skip
+
+
+def test_the_predicted_variants_generate_for_the_batch_alone(coin_run):
+    """Prediction before generating: the 4 questions chosen from the pool of 16 are all that is generated for (4 x 8
+    completions, not LILO's 16 x 8), its time is logged, and the predictor has data from the second iteration on. The
+    coin questions' prompts all end in the same state (the model looks at one token), so every prediction is the
+    mean solve rate seen: which questions the predictor picks on the real model, benchmarks/predict_learnability.py."""
+    script, _, scalars, *_ = coin_run
+    if "predicted" not in script:
+        pytest.skip("the predicted variants only")
+    assert (
+        values(scalars, "charts/completions_generated") == values(scalars, "charts/completions_trained") == [32.0] * 3
+    )
+    assert_logged(scalars, ["time/predict", "charts/batch_learnability"], [1, 2, 3])
+    learnability = values(scalars, "charts/pool_predicted_learnability")
+    assert math.isnan(learnability[0]) and all(0 <= v <= 0.25 for v in learnability[1:])  # no prediction at first
 
 
 def assert_same_weights(folder_a, folder_b, atol: float = 0.0):
@@ -226,9 +254,10 @@ def test_resume_is_exact(coin_run, coin_model, tmp_path):
     would not isolate from resume bugs. With shared prompts (the default, here) a few weights can end in the last
     bits apart (3.9e-34 measured): the same within 1e-6; bit for bit on the plain path (the buffered test below)."""
     script, whole, _, flags, _ = coin_run
-    if script != "ppo.py":
+    if script not in ("ppo.py", "lilo_grpo_predicted.py"):
         pytest.skip(
-            "ppo.py (two models) here, grpo.py with `pytest -m slow`; lilo_ppo_buffered.py, with its buffer, below"
+            "ppo.py (two models) and a predicted variant (its predictor's data) here, grpo.py with `pytest -m slow`; "
+            "lilo_ppo_buffered.py, with its buffer, below"
         )
     assert_resumes_exactly(script, whole, flags, coin_model, tmp_path)
 
@@ -252,6 +281,12 @@ def assert_resumes_exactly(script, whole, flags, coin_model, tmp_path):
         assert_same_weights(whole / "checkpoint" / part, split / "checkpoint" / part, atol=1e-6)
     totals = [tag for tag in read_scalars(whole) if tag.startswith("charts/cumulative_")]  # continued, not restarted
     assert len(totals) == 4 and all(read_scalars(split)[tag][-1] == read_scalars(whole)[tag][-1] for tag in totals)
+    states = [torch.load(run / "checkpoint" / "state.pt", weights_only=False) for run in (whole, split)]
+    if "seen" in states[0]:  # the predictor's data: every question generated for, with its features and solve rates
+        (whole_seen, split_seen) = (state["seen"] for state in states)
+        assert len(whole_seen) == len(split_seen) == 3 * 4
+        for (f, p, q), (g, r, s) in zip(whole_seen, split_seen):
+            assert torch.equal(f, g) and p == r and (q == s or q != q and s != s)  # NaN where there was no prediction
 
 
 def test_lilo_ppo_buffered_trains_and_resumes_exactly(coin_model, coin_dataset, tmp_path):
