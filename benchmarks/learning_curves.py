@@ -178,6 +178,15 @@ def mean_interval(values, bounds: tuple[float, float] = (0.0, 1.0)) -> tuple[flo
     return mean, max(mean - half, bounds[0]), min(mean + half, bounds[1])
 
 
+def paired_t_p(differences) -> float:
+    """A two-sided paired t-test's p-value over the seeds' differences; nan under 2 seeds."""
+    if len(differences) < 2:
+        return float("nan")
+    with warnings.catch_warnings():  # identical differences on every seed: no variance, no t statistic
+        warnings.simplefilter("ignore")
+        return float(stats.ttest_1samp(differences, 0.0).pvalue)
+
+
 def paired_difference(correct: dict, base: dict, resamples: int = 10_000, rng_seed: int = 0) -> dict:
     """Accuracy difference between two configurations trained on the same seeds, graded on the same questions.
 
@@ -200,9 +209,7 @@ def paired_difference(correct: dict, base: dict, resamples: int = 10_000, rng_se
     means = np.stack(means)
     drawn = rng.integers(len(seeds), size=(resamples, len(seeds)))
     boot = means[drawn, np.arange(resamples)[:, None], np.arange(len(seeds))].mean(1)
-    with warnings.catch_warnings():  # identical differences on every seed: no variance, no t statistic
-        warnings.simplefilter("ignore")
-        p = float(stats.ttest_1samp(diffs, 0.0).pvalue) if len(seeds) > 1 else float("nan")
+    p = paired_t_p(diffs)
     low, high = np.percentile(boot, [2.5, 97.5])
     return {"difference": float(diffs.mean()), "low": float(low), "high": float(high), "p": p, "seeds": len(seeds)}
 
@@ -217,6 +224,29 @@ def iterations_to_reach(table: pd.DataFrame, base: pd.DataFrame) -> dict:
         hits = curve.index[curve >= base_curve.loc[base_curve.index.max()] - 1e-9]
         reached[seed] = int(hits[0]) if len(hits) else None
     return reached
+
+
+# what a comparison can hold equal between two runs of a seed, and its name in the summary
+BUDGETS = {
+    "charts/cumulative_tokens_generated": "generated tokens",
+    "charts/cumulative_tokens_trained": "trained tokens",
+    "train_minutes": "training minutes",
+}
+
+
+def accuracy_at_equal_budget(table: pd.DataFrame, base: pd.DataFrame, budget: str) -> dict:
+    """Per seed both ran: `table`'s held-out accuracy minus `base`'s, each interpolated linearly between its
+    evaluations at the largest value of `budget` (a BUDGETS column, 0 before the first iteration) that both runs
+    reached, that is, at the cheaper run's final budget."""
+    differences = {}
+    for seed in sorted(set(table["seed"]) & set(base["seed"])):
+        curves = []
+        for run in (table, base):
+            run = run.loc[run["seed"] == seed].dropna(subset=["charts/test_accuracy"])
+            curves.append((run[budget].fillna(0).to_numpy(), run["charts/test_accuracy"].to_numpy()))
+        common = min(spent[-1] for spent, _ in curves)
+        differences[seed] = float(np.interp(common, *curves[0]) - np.interp(common, *curves[1]))
+    return differences
 
 
 def band(ax, table: pd.DataFrame, x: str, y: str, label: str, color: str, style: str = "-") -> None:
@@ -249,14 +279,14 @@ def plot(tables: dict[str, pd.DataFrame], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     seeds = max(t["seed"].nunique() for t in tables.values())
-    subset, tokens = "charts/train_split_accuracy", "charts/cumulative_tokens_generated"
+    subset = "charts/train_split_accuracy"
     with_subset = {config: table.dropna(subset=[subset]) for config, table in tables.items() if subset in table}
-    with_tokens = {
-        config: table.assign(ktokens=table[tokens].mask(table.index == 0, 0) / 1e3)  # none generated before iteration 1
-        for config, table in tables.items()
-        if tokens in table
+    counts = {  # rollouts, LILO's pools and Monte-Carlo rollouts alike; what the update saw
+        "charts/cumulative_tokens_generated": ("tokens generated for training (thousands)", "against generation"),
+        "charts/cumulative_tokens_trained": ("tokens trained on (thousands)", "against trained tokens"),
     }
-    panels = 2 + bool(with_tokens) + bool(with_subset)
+    counts = {count: texts for count, texts in counts.items() if any(count in t for t in tables.values())}
+    panels = 2 + len(counts) + bool(with_subset)
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels + 0.5, 4.5), sharey=True)
     for config, table in tables.items():
         color, style = color_and_style(config)
@@ -268,10 +298,12 @@ def plot(tables: dict[str, pd.DataFrame], out: Path) -> None:
         title=f"held-out test accuracy: mean, 95% interval over seeds (up to {seeds})",
     )
     axes[1].set(xlabel="training wall-clock (minutes, evaluation excluded)", title="the same against time")
-    for config, table in with_tokens.items():
-        band(axes[2], table, "ktokens", "charts/test_accuracy", config, *color_and_style(config))
-    if with_tokens:  # rollouts, LILO's pools and Monte-Carlo rollouts alike
-        axes[2].set(xlabel="tokens generated for training (thousands)", title="the same against generation")
+    for ax, (count, (xlabel, title)) in zip(axes[2:], counts.items()):
+        for config, table in tables.items():
+            if count in table:  # none counted before iteration 1
+                table = table.assign(ktokens=table[count].mask(table.index == 0, 0) / 1e3)
+                band(ax, table, "ktokens", "charts/test_accuracy", config, *color_and_style(config))
+        ax.set(xlabel=xlabel, title=f"the same {title}")
     for config, table in with_subset.items():
         color, style = color_and_style(config)
         band(axes[-1], table, "iteration", subset, f"{config} (seeds: {table['seed'].nunique()})", color, style)
@@ -461,9 +493,33 @@ def summary(tables: dict[str, pd.DataFrame], out: Path) -> str:
             f"Learnability predicted before generating minus its base trainer (the same generation and update), final "
             f"held-out accuracy paired by algorithm and seed: {len(diffs)} pairs, {100 * mean:+.1f} points [95% t "
             f"interval {100 * low:+.1f}, {100 * high:+.1f}], two-sided paired t-test p = "
-            f"{p_text(stats.ttest_1samp(diffs, 0.0).pvalue) if len(diffs) > 1 else 'n/a'}; positive in "
+            f"{p_text(paired_t_p(diffs))}; positive in "
             f"{sum(d > 0 for d in diffs)} of {len(diffs)}.",
         ]
+    budgeted = [(a, b) for a, b, _ in comparisons if all(k in tables[a] and k in tables[b] for k in BUDGETS)]
+    if budgeted:
+        lines += [
+            "",
+            "## Held-out accuracy at equal budgets",
+            "",
+            "The same comparisons, each run's held-out accuracy interpolated linearly between its evaluations at the "
+            "budget both runs of a seed reached (the cheaper run's final one): tokens generated for training "
+            "(rollouts, LILO's pools, Monte-Carlo rollouts), tokens trained on, and training minutes (evaluations not "
+            "counted). Difference: mean over seeds in points ×100 [95% Student-t interval over seeds]; p: a two-sided "
+            "paired t-test over the seeds, not adjusted; then the seeds in which it is positive.",
+            "",
+            "| configuration − base | " + " | ".join(f"at equal {name}" for name in BUDGETS.values()) + " |",
+            "|-|-|-|-|",
+        ]
+        for config, base in budgeted:
+            cells = []
+            for budget in BUDGETS:
+                diffs = list(accuracy_at_equal_budget(tables[config], tables[base], budget).values())
+                mean, low, high = mean_interval(diffs, bounds=(-1.0, 1.0))
+                interval = f" [{100 * low:+.1f}, {100 * high:+.1f}]" if np.isfinite(low) else ""
+                positive = f"{sum(d > 0 for d in diffs)}/{len(diffs)}"
+                cells.append(f"{100 * mean:+.1f}{interval}, p {p_text(paired_t_p(diffs))}, {positive}")
+            lines.append(f"| {config} − {base} | {' | '.join(cells)} |")
     vine = [c for c in tables if "charts/step_advantage_spread" in tables[c]]
     if vine:
         lines += [

@@ -3,6 +3,7 @@ the policy sharded with FSDP2; an update split over 2 ranks equals the one-proce
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -53,7 +54,9 @@ def runs(tiny_model, tmp_path_factory):
         done[script, precision] = only_run_dir(out / "runs"), ranks, result
         return done[script, precision]
 
-    return run
+    yield run
+    for out in {run_dir.parents[1] for run_dir, _, _ in done.values()}:
+        shutil.rmtree(out)  # checkpoints: the suite would hold gigabytes (see pyproject.toml)
 
 
 # The LILO trainers share every distributed line with their base trainers (their selection runs identically on every

@@ -99,6 +99,16 @@ def test_iterations_to_reach_the_bases_final_accuracy_on_the_same_seed():
     assert lc.iterations_to_reach(table, base) == {1: 4, 2: None}  # seed 3: no base run
 
 
+def test_accuracy_at_equal_budget_interpolates_both_runs_at_the_cheaper_ones_final_budget():
+    tokens = "charts/cumulative_tokens_generated"
+    table = curve(1, {0: 0.2, 2: np.nan, 4: 0.4, 8: 0.6}).assign(**{tokens: [np.nan, 150, 400, 800]})
+    base = curve(1, {0: 0.2, 4: 0.3, 8: 0.5}).assign(**{tokens: [np.nan, 100, 200]})
+    base = pd.concat([base, curve(2, {0: 0.3}).assign(**{tokens: np.nan})])  # seed 2: no run of `table`
+    # at 200 tokens, the base's last: `table` is half-way from 0 to its iteration 4 (0.3), the base at 0.5
+    assert lc.accuracy_at_equal_budget(table, base, tokens) == {1: pytest.approx(-0.2)}
+    assert lc.accuracy_at_equal_budget(base.loc[base["seed"] == 1], table, tokens) == {1: pytest.approx(0.2)}
+
+
 def test_matched_configurations_generate_what_lilo_generates():
     assert lc.config_flags("ppo_matched", "") == ["--questions-per-iteration", "16"]
     matched = lc.config_flags("vineppo_matched", "--lr 1 --questions-per-iteration 8")

@@ -7,6 +7,7 @@ dataset's questions have gold 1 (solved half the time) or 3 (never solved), so t
 
 import json
 import math
+import shutil
 import signal
 import subprocess
 import sys
@@ -58,8 +59,10 @@ def values(scalars, tag):
 def coin_run(request, coin_model, coin_dataset, tmp_path_factory):
     script = request.param
     flags = ["--dataset", coin_dataset, *COIN_FLAGS, *EXTRA[script]]
-    run_dir, result = train(script, coin_model, tmp_path_factory.mktemp("runs"), *flags)
-    return script, run_dir, read_scalars(run_dir), flags, result
+    folder = tmp_path_factory.mktemp("runs")
+    run_dir, result = train(script, coin_model, folder, *flags)
+    yield script, run_dir, read_scalars(run_dir), flags, result
+    shutil.rmtree(folder)  # checkpoints: the suite would hold gigabytes (see pyproject.toml)
 
 
 def test_logs_evaluates_and_checkpoints(coin_run, coin_model):

@@ -1,5 +1,7 @@
 """vineppo.py: step splitting, step advantages and Monte-Carlo values; then the script end to end."""
 
+import shutil
+
 import pytest
 
 import lilo_vineppo
@@ -136,7 +138,9 @@ TINY_RUN = [*TINY_FLAGS, "--eval-interval", "1", "--mc-rollouts", "2"]
 
 @pytest.fixture(scope="module")
 def vineppo_run(tiny_model, tmp_path_factory):
-    return train("vineppo.py", tiny_model, tmp_path_factory.mktemp("runs"), "--num-iterations", "2", *TINY_RUN)
+    folder = tmp_path_factory.mktemp("runs")
+    yield train("vineppo.py", tiny_model, folder, "--num-iterations", "2", *TINY_RUN)
+    shutil.rmtree(folder)  # checkpoints: the suite would hold gigabytes (see pyproject.toml)
 
 
 def test_end_to_end_logs_metrics_and_checkpoints(vineppo_run, tiny_model):
