@@ -337,6 +337,8 @@ def plot(tables: dict[str, pd.DataFrame], out: Path) -> None:
                 ("charts/batch_learnability", "trained batch", "-"),
                 ("charts/pool_learnability", "candidate pool", "--"),
             ]:
+                if column not in table:  # the predicted variants never see their pool's outcomes
+                    continue
                 smooth = table.assign(y=smoothed(table, column))
                 band(ax, smooth, "iteration", "y", f"{config}: {label}", color_and_style(config)[0], style)
     title = "learnability p(1-p) of the trained questions vs the pool they were picked from"
