@@ -522,6 +522,37 @@ def summary(tables: dict[str, pd.DataFrame], out: Path) -> str:
                 positive = f"{sum(d > 0 for d in diffs)}/{len(diffs)}"
                 cells.append(f"{100 * mean:+.1f}{interval}, p {p_text(paired_t_p(diffs))}, {positive}")
             lines.append(f"| {config} − {base} | {' | '.join(cells)} |")
+    predicted = [c for c in tables if "charts/predicted_spearman" in tables[c]]
+    if predicted:
+        lines += [
+            "",
+            "## Learnability predicted before generating",
+            "",
+            "Per seed, then a 95% Student-t interval over seeds. Spearman: the rank correlation of the predicted and "
+            "the observed solve rates over every question the run predicted and then generated for (its value at "
+            "the last iteration). p(1-p): the mean over iterations of the trained questions' learnability, observed "
+            "(from their completions) and predicted, and the pool's predicted; LILO's trained questions for "
+            "comparison. Time: the prediction's seconds per iteration and their share of the iteration.",
+            "",
+            "| configuration | Spearman | trained p(1-p), observed | trained p(1-p), predicted | pool p(1-p), "
+            "predicted | time to predict (s) | share of the iteration |",
+            "|-|-|-|-|-|-|-|",
+        ]
+        lilo = [c.removesuffix("_predicted") for c in predicted if c.removesuffix("_predicted") in tables]
+        for config in predicted + lilo:
+            t = tables[config]
+            if "time/predict" in t:
+                t = t.assign(predict_share=t["time/predict"] / t["time/iteration"])
+            cells = [  # column, per seed (mean over iterations or last), digits, what it can take
+                ("charts/predicted_spearman", "last", 2, (-1, 1)),
+                ("charts/batch_learnability", "mean", 3, (0, 0.25)),
+                ("charts/batch_predicted_learnability", "mean", 3, (0, 0.25)),
+                ("charts/pool_predicted_learnability", "mean", 3, (0, 0.25)),
+                ("time/predict", "mean", 1, BIG),
+            ]
+            text = [interval_text(per_seed(t, c, how), d, bounds=b) if c in t else "-" for c, how, d, b in cells]
+            share = interval_text(per_seed(t, "predict_share"), percent=True) if "predict_share" in t else "-"
+            lines.append(f"| {config} | {' | '.join(text)} | {share} |")
     vine = [c for c in tables if "charts/step_advantage_spread" in tables[c]]
     if vine:
         lines += [

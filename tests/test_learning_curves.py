@@ -187,3 +187,17 @@ def test_the_primary_comparison_pairs_each_algorithm_and_seed(tmp_path):
             grades = [{"iteration": 4, "question": f"q{i}", "correct": int(i < right)} for i in range(4)]
             pd.DataFrame(grades).to_csv(tmp_path / f"{config}__seed1__test.csv", index=False)
     assert lc.primary_differences(tables, tmp_path) == [0.25, 0.0, -0.25]
+
+
+def test_the_summary_reports_the_predictors_figures_per_seed(tmp_path):
+    """Spearman at the last iteration (the run's whole record), the rest averaged over iterations 1 on."""
+    rows = {"charts/test_accuracy": [0.2, np.nan, 0.3], "charts/all_correct_share": [np.nan, 0.0, 0.25],
+            "charts/all_wrong_share": [np.nan, 0.5, 0.25], "train_minutes": [0.0, 0.5, 1.0],
+            "time/iteration": [np.nan, 30.0, 30.0], "time/predict": [np.nan, 3.0, 6.0],
+            "charts/predicted_spearman": [np.nan, 0.2, 0.4], "charts/batch_learnability": [np.nan, 0.1, 0.2],
+            "charts/batch_predicted_learnability": [np.nan, 0.2, 0.2],
+            "charts/pool_predicted_learnability": [np.nan, 0.1, 0.1]}  # fmt: skip
+    table = pd.DataFrame(rows).assign(seed=1)
+    table.index.name = "iteration"
+    text = lc.summary({"lilo_grpo_predicted": table}, tmp_path)
+    assert "| lilo_grpo_predicted | 0.40 | 0.150 | 0.200 | 0.100 | 4.5 | 15.0% |" in text
