@@ -403,6 +403,11 @@ def primary_differences(tables: dict[str, pd.DataFrame], out: Path) -> list[floa
     return diffs
 
 
+def section(title: str, text: str, columns: list[str]) -> list[str]:
+    """A summary section's first lines: its title, what it reports, and its table's header."""
+    return ["", f"## {title}", "", text, "", "| " + " | ".join(columns) + " |", "|" + "-|" * len(columns)]
+
+
 def summary(tables: dict[str, pd.DataFrame], out: Path) -> str:
     """Markdown: final accuracy with intervals; paired differences with intervals and p-values; VinePPO's steps."""
     lines = [
@@ -500,19 +505,15 @@ def summary(tables: dict[str, pd.DataFrame], out: Path) -> str:
         ]
     budgeted = [(a, b) for a, b, _ in comparisons if all(k in tables[a] and k in tables[b] for k in BUDGETS)]
     if budgeted:
-        lines += [
-            "",
-            "## Held-out accuracy at equal budgets",
-            "",
+        lines += section(
+            "Held-out accuracy at equal budgets",
             "The same comparisons, each run's held-out accuracy interpolated linearly between its evaluations at the "
             "budget both runs of a seed reached (the cheaper run's final one): tokens generated for training "
             "(rollouts, LILO's pools, Monte-Carlo rollouts), tokens trained on, and training minutes (evaluations not "
             "counted). Difference: mean over seeds in points ×100 [95% Student-t interval over seeds]; p: a two-sided "
             "paired t-test over the seeds, not adjusted; then the seeds in which it is positive.",
-            "",
-            "| configuration − base | " + " | ".join(f"at equal {name}" for name in BUDGETS.values()) + " |",
-            "|-|-|-|-|",
-        ]
+            ["configuration − base"] + [f"at equal {name}" for name in BUDGETS.values()],
+        )
         for config, base in budgeted:
             cells = []
             for budget in BUDGETS:
@@ -524,20 +525,23 @@ def summary(tables: dict[str, pd.DataFrame], out: Path) -> str:
             lines.append(f"| {config} − {base} | {' | '.join(cells)} |")
     predicted = [c for c in tables if "charts/predicted_spearman" in tables[c]]
     if predicted:
-        lines += [
-            "",
-            "## Learnability predicted before generating",
-            "",
+        lines += section(
+            "Learnability predicted before generating",
             "Per seed, then a 95% Student-t interval over seeds. Spearman: the rank correlation of the predicted and "
             "the observed solve rates over every question the run predicted and then generated for (its value at "
             "the last iteration). p(1-p): the mean over iterations of the trained questions' learnability, observed "
             "(from their completions) and predicted, and the pool's predicted; LILO's trained questions for "
             "comparison. Time: the prediction's seconds per iteration and their share of the iteration.",
-            "",
-            "| configuration | Spearman | trained p(1-p), observed | trained p(1-p), predicted | pool p(1-p), "
-            "predicted | time to predict (s) | share of the iteration |",
-            "|-|-|-|-|-|-|-|",
-        ]
+            [
+                "configuration",
+                "Spearman",
+                "trained p(1-p), observed",
+                "trained p(1-p), predicted",
+                "pool p(1-p), predicted",
+                "time to predict (s)",
+                "share of the iteration",
+            ],  # fmt: skip
+        )
         lilo = [c.removesuffix("_predicted") for c in predicted if c.removesuffix("_predicted") in tables]
         for config in predicted + lilo:
             t = tables[config]
