@@ -44,6 +44,8 @@ for algorithm in ALGORITHMS:
     CONFIGS |= {f"{algorithm}_matched_batch": (algorithm, ["matched", "batch"])}
 # learnability predicted before generating (issue #55): LILO's choice from the same pool, generating for the batch alone
 CONFIGS |= {f"lilo_{algorithm}_predicted": (f"lilo_{algorithm}_predicted", []) for algorithm in ALGORITHMS}
+# screening (issue #55's alternative): one completion for each question of LILO's pool, the rest for the chosen alone
+CONFIGS |= {f"lilo_{algorithm}_screened": (f"lilo_{algorithm}_screened", []) for algorithm in ALGORITHMS}
 DEFAULT_CONFIGS = list(CONFIGS)
 # (configuration, its base, what differs): the paired differences the summary reports, when both have run
 COMPARISONS = [
@@ -63,20 +65,29 @@ for algorithm in ALGORITHMS:  # named before the runs (docs/results.md): the sam
         (f"lilo_{algorithm}_predicted", algorithm, "learnability predicted before generating, the base's generation"),
         (f"lilo_{algorithm}_predicted", f"lilo_{algorithm}", "prediction instead of LILO's 4x generation"),
     ]
+for algorithm in ALGORITHMS:  # named before the runs (docs/results.md): 1.75x the base's generation, 0.44x LILO's
+    COMPARISONS += [
+        (f"lilo_{algorithm}_screened", algorithm, "learnability sampling after a one-completion screening"),
+        (f"lilo_{algorithm}_screened", f"lilo_{algorithm}", "a one-completion screening instead of LILO's pool"),
+    ]
 # issue #55's primary comparison, named before its runs: (configuration, base) of each algorithm, paired by
 # (algorithm, seed) and tested together
 PRIMARY = [(f"lilo_{algorithm}_predicted", algorithm) for algorithm in ALGORITHMS]
+# the screened variants' primary comparison, named before their runs: each minus its base at equal generated tokens
+SCREENED_PRIMARY = [(f"lilo_{algorithm}_screened", algorithm) for algorithm in ALGORITHMS]
 # runs logged before a scalar was renamed: old name -> new
 RENAMED = {"charts/train_subset_accuracy": "charts/train_split_accuracy"}
 COLORS = {"ppo": "tab:blue", "vineppo": "tab:orange", "lilo_ppo": "tab:green", "lilo_vineppo": "tab:red",
           "grpo": "tab:purple", "lilo_grpo": "tab:brown"}  # fmt: skip
 
 
-def color_and_style(config: str) -> tuple[str, str]:
+def color_and_style(config: str) -> tuple[str, str | tuple]:
     """A compute-matched baseline: its base trainer's colour, dashed (4x the steps) or dotted (4x the minibatch); a
-    predicted variant: its LILO trainer's, dash-dotted."""
+    predicted variant: its LILO trainer's, dash-dotted; a screened variant: its LILO trainer's, dash-dot-dotted."""
     if config.endswith("_predicted"):
         return COLORS[config.removesuffix("_predicted")], "-."
+    if config.endswith("_screened"):
+        return COLORS[config.removesuffix("_screened")], (0, (5, 1, 1, 1, 1, 1))
     base = config.removesuffix("_batch").removesuffix("_matched")
     return COLORS[base], {base: "-", f"{base}_matched": "--"}.get(config, ":")
 
@@ -321,7 +332,8 @@ def plot(tables: dict[str, pd.DataFrame], out: Path) -> None:
         table = table.assign(zero=smoothed(table, "zero"))
         sampling = "learnability" if config.startswith("lilo") else "uniform"
         band(ax, table, "iteration", "zero", f"{config}: trained ({sampling})", color, style)
-        if "charts/pool_all_correct_share" in table:
+        if "charts/pool_all_correct_share" in table and not config.endswith("_screened"):  # a screening's one
+            # completion per question is all right or all wrong: the pool's share would read 100%
             pool = table.assign(zero=table["charts/pool_all_correct_share"] + table["charts/pool_all_wrong_share"])
             pool = pool.assign(zero=smoothed(pool, "zero"))
             band(ax, pool, "iteration", "zero", f"{config}: candidate pool (uniform)", color, ":")
@@ -337,8 +349,8 @@ def plot(tables: dict[str, pd.DataFrame], out: Path) -> None:
                 ("charts/batch_learnability", "trained batch", "-"),
                 ("charts/pool_learnability", "candidate pool", "--"),
             ]:
-                if column not in table:  # the predicted variants never see their pool's outcomes
-                    continue
+                if column not in table or config.endswith("_screened") and "pool" in column:
+                    continue  # the predicted variants never see their pool's outcomes, the screened ones one each
                 smooth = table.assign(y=smoothed(table, column))
                 band(ax, smooth, "iteration", "y", f"{config}: {label}", color_and_style(config)[0], style)
     title = "learnability p(1-p) of the trained questions vs the pool they were picked from"
@@ -367,6 +379,19 @@ def bonferroni(p_values: list[float]) -> list[float]:
     an adjusted p under 0.05 holds the chance of any false positive in the table under 5%."""
     tested = sum(not np.isnan(p) for p in p_values)
     return [p if np.isnan(p) else min(1.0, p * tested) for p in p_values]
+
+
+def bonferroni_by_family(configs: list[str], p_values: list[float]) -> list[float]:
+    """Bonferroni within each family of comparisons, those named together before their runs: the 60 runs' (issue
+    #35), the predicted variants' and the screened variants' (issue #55), so that a new study leaves the others'
+    adjusted p-values as they were."""
+    families = [config.rsplit("_", 1)[-1] if config.endswith(("_predicted", "_screened")) else "" for config in configs]
+    adjusted = list(p_values)
+    for family in set(families):
+        members = [i for i, f in enumerate(families) if f == family]
+        for i, value in zip(members, bonferroni([p_values[i] for i in members])):
+            adjusted[i] = value
+    return adjusted
 
 
 def per_seed(table: pd.DataFrame, column: str, how: str = "mean") -> pd.Series:
@@ -401,6 +426,23 @@ def primary_differences(tables: dict[str, pd.DataFrame], out: Path) -> list[floa
                 raise SystemExit(f"error: {config} and {base} seed {seed} were graded on different test questions")
             diffs.append(float(np.mean(a[seed][1]) - np.mean(b[seed][1])))
     return diffs
+
+
+def screened_primary_differences(tables: dict[str, pd.DataFrame]) -> list[float]:
+    """The screened variants' primary comparison: held-out accuracy at equal generated tokens, each SCREENED_PRIMARY
+    configuration minus its base, for every (algorithm, seed) that both ran."""
+    tokens = "charts/cumulative_tokens_generated"
+    return [d for a, b in SCREENED_PRIMARY for d in accuracy_at_equal_budget(tables[a], tables[b], tokens).values()]
+
+
+def pooled_test(diffs: list[float]) -> str:
+    """A pooled paired comparison in words: its pairs, mean and 95% t interval in points, p and positive pairs."""
+    mean, low, high = mean_interval(diffs, bounds=(-1.0, 1.0))
+    return (
+        f"{len(diffs)} pairs, {100 * mean:+.1f} points [95% t interval {100 * low:+.1f}, {100 * high:+.1f}], "
+        f"two-sided paired t-test p = {p_text(paired_t_p(diffs))}; positive in {sum(d > 0 for d in diffs)} of "
+        f"{len(diffs)}."
+    )
 
 
 def section(title: str, text: str, columns: list[str]) -> list[str]:
@@ -454,11 +496,11 @@ def summary(tables: dict[str, pd.DataFrame], out: Path) -> str:
             "Each seed trains both configurations and grades them on the same test questions (its own, as the seed "
             "generates them). Difference: mean over seeds, in accuracy points ×100; 95% interval: a two-level "
             "bootstrap (10,000 resamples of the seeds, then of each drawn seed's questions); p: a two-sided paired "
-            "t-test over the seeds' differences; adjusted p: Bonferroni's, p times the number of comparisons in the "
-            "table (a difference is significant at 5% when its adjusted p is under 0.05). Iterations to reach: the "
-            "first evaluated iteration at which the configuration reaches its base's final accuracy on the same seed; "
-            "tokens to reach: what it had generated for training by then (both 0 when the base ended no higher than "
-            "where the two started).",
+            "t-test over the seeds' differences; adjusted p: Bonferroni's, p times the number of comparisons in its "
+            "family: the 60 runs' 17, each variant's 6, named together before their runs (a difference is "
+            "significant at 5% when its adjusted p is under 0.05). Iterations to reach: the first evaluated iteration "
+            "at which the configuration reaches its base's final accuracy on the same seed; tokens to reach: what it "
+            "had generated for training by then (both 0 when the base ended no higher than where the two started).",
             "",
             "| configuration − base | what differs | seeds | difference [95% bootstrap CI] | p | adjusted p "
             "| iterations to reach the base's final acc.: median (range), seeds that reached it | tokens to reach "
@@ -487,21 +529,26 @@ def summary(tables: dict[str, pd.DataFrame], out: Path) -> str:
         spent = f"{np.median(spent) / 1e3:.0f}" if spent else "n/a"
         interval = f"[{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
         head = f"| {config} − {base} | {what} | {d['seeds']} | {100 * d['difference']:+.1f} {interval}"
-        rows.append((head, d["p"], f"| {when} | {spent} |"))
-    for (head, p, tail), adjusted in zip(rows, bonferroni([p for _, p, _ in rows])):
-        lines.append(f"{head} | {p_text(p)} | {p_text(adjusted)} {tail}")
+        rows.append((config, head, d["p"], f"| {when} | {spent} |"))
+    adjusted = bonferroni_by_family([config for config, *_ in rows], [p for _, _, p, _ in rows])
+    for (_, head, p, tail), adjusted_p in zip(rows, adjusted):
+        lines.append(f"{head} | {p_text(p)} | {p_text(adjusted_p)} {tail}")
     if all(config in tables and base in tables for config, base in PRIMARY):
-        diffs = primary_differences(tables, out)
-        mean, low, high = mean_interval(diffs, bounds=(-1.0, 1.0))
         lines += [
             "",
             "## The primary comparison of issue #55, pooled over the three algorithms",
             "",
-            f"Learnability predicted before generating minus its base trainer (the same generation and update), final "
-            f"held-out accuracy paired by algorithm and seed: {len(diffs)} pairs, {100 * mean:+.1f} points [95% t "
-            f"interval {100 * low:+.1f}, {100 * high:+.1f}], two-sided paired t-test p = "
-            f"{p_text(paired_t_p(diffs))}; positive in "
-            f"{sum(d > 0 for d in diffs)} of {len(diffs)}.",
+            "Learnability predicted before generating minus its base trainer (the same generation and update), final "
+            f"held-out accuracy paired by algorithm and seed: {pooled_test(primary_differences(tables, out))}",
+        ]
+    if all(config in tables and base in tables for config, base in SCREENED_PRIMARY):
+        lines += [
+            "",
+            "## The screened variants' primary comparison, pooled over the three algorithms",
+            "",
+            "Learnability sampling after a one-completion screening minus its base trainer, held-out accuracy at "
+            "equal generated tokens (each pair read at the cheaper run's final budget, interpolated), paired by "
+            f"algorithm and seed: {pooled_test(screened_primary_differences(tables))}",
         ]
     budgeted = [(a, b) for a, b, _ in comparisons if all(k in tables[a] and k in tables[b] for k in BUDGETS)]
     if budgeted:

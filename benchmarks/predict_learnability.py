@@ -9,7 +9,8 @@ with mixed outcomes (AUC), how its predicted p follows the observed one (Spearma
 among the top quarter it would generate for, against random and the oracle. Fitted on labels as a run sees them (the
 first 4 completions of each question, --run-samples), scored against all --samples; as many fitting questions as a
 run has after a few iterations, and more. Also times the features of a pool of 16 prompts, the predictor's cost per
-iteration.
+iteration. Last, the issue's alternative to predicting, simulated on the same completions: screening (SPEED-RL,
+Reinforce-Ada): a few completions for every candidate of the pool, the rest of a group for the chosen alone.
 """
 
 import argparse
@@ -37,6 +38,36 @@ def auc(scores: np.ndarray, positive: np.ndarray) -> float:
     """The probability that a positive scores above a negative (ties count half)."""
     pos, neg = scores[positive], scores[~positive]
     return float(((pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()) / (len(pos) * len(neg)))
+
+
+def screened_choice(screened: np.ndarray, keep: int, rng: np.random.Generator) -> np.ndarray:
+    """Screening's choice from a pool, given each candidate's screening rewards (a row of 1/0 each, maybe empty): the
+    `keep` with the highest p(1 - p) of their screening completions, ties broken toward the pool's rarer outcome (a
+    right answer, at this model's solve rate), then at random: `select_learnable` of lilo_*_screened.py."""
+    rate = screened.mean(1) if screened.shape[1] else np.zeros(len(screened))
+    rare = ~screened.all(1) if screened.size and screened.mean() >= 0.5 else screened.any(1)
+    order = np.lexsort((rng.random(len(screened)), rare, rate * (1 - rate)))  # the last key sorts first
+    return order[::-1][:keep]
+
+
+def screening(right: np.ndarray, screens: list[int], pool: int, keep: int, group: int, repeats: int, rng) -> None:
+    """Simulated iterations: a pool of questions drawn at random, each one's recorded completions in a random order;
+    `screen` completions each, then its group completed to `group` for the `keep` chosen (the screened ones kept).
+    Prints the completions an iteration generates and what the trained groups hold."""
+    print(f"\nscreening, simulated: a pool of {pool}, {keep} chosen, groups of {group}; mean over {repeats} pools")
+    print("| completions screened per candidate | completions generated an iteration | zero-variance share of the "
+          "trained groups | their p(1 - p) |")  # fmt: skip
+    print("|-|-|-|-|")
+    for screen in screens:
+        zero_variance, learnability = [], []
+        for _ in range(repeats):
+            rows = np.array([rng.permutation(right[i]) for i in rng.choice(len(right), pool, replace=False)])
+            trained = rows[screened_choice(rows[:, :screen], keep, rng), :group].mean(1)
+            zero_variance.append(np.mean((trained == 0) | (trained == 1)))
+            learnability.append(np.mean(trained * (1 - trained)))
+        generated = pool * screen + keep * (group - screen)
+        name = {0: "0 (the base: no choice)", group: f"{group} (LILO's choice)"}.get(screen, str(screen))
+        print(f"| {name} | {generated} | {np.mean(zero_variance):.0%} | {np.mean(learnability):.3f} |")
 
 
 def solve_rates(args, tokenizer, path) -> list[dict]:
@@ -74,6 +105,7 @@ def main() -> None:
     parser.add_argument("--fit-sizes", type=int, nargs="+", default=[8, 16, 32, 48, 80, 160, 360])
     parser.add_argument("--ridges", type=float, nargs="+", default=[10.0, 100.0, 1000.0])
     parser.add_argument("--repeats", type=int, default=20, help="random fitting subsets per size")
+    parser.add_argument("--screens", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="screening completions")
     parser.add_argument("--cache", default="docs/results/predicted/solve_rates.csv", help="the solve rates, kept")
     args = parser.parse_args()
 
@@ -123,6 +155,7 @@ def main() -> None:
             print(f"| {size} | {ridge:g} | {a:.2f} | {s:.2f} | {m:.0%} |")
     oracle = min(1.0, mixed[held_out].sum() / quarter)
     print(f"| random | | 0.50 | 0.00 | {mixed[held_out].mean():.0%} |\n| oracle | | 1.00 | | {oracle:.0%} |")
+    screening(right, args.screens, pool=16, keep=4, group=args.run_samples, repeats=5000, rng=rng)
 
 
 if __name__ == "__main__":

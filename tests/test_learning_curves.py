@@ -29,6 +29,14 @@ def test_mean_interval_stays_within_what_the_quantity_can_take():
     assert lc.mean_interval([1.0, 3.0], bounds=(1, np.inf))[1:] == (1, pytest.approx(2 + 12.706205))
 
 
+def test_bonferroni_holds_within_each_family_of_comparisons():
+    """The 60 runs' comparisons, the predicted variants' and the screened variants' are corrected apart: adding a
+    study leaves the others' adjusted p-values alone."""
+    configs = ["vineppo", "lilo_ppo", "lilo_ppo_predicted", "lilo_grpo_screened", "lilo_ppo_screened"]
+    adjusted = lc.bonferroni_by_family(configs, [0.01, 0.02, 0.03, 0.04, float("nan")])
+    assert adjusted[:4] == pytest.approx([0.02, 0.04, 0.03, 0.04]) and np.isnan(adjusted[4])
+
+
 def test_bonferroni_multiplies_by_the_comparisons_that_have_a_p_value():
     adjusted = lc.bonferroni([0.01, float("nan"), 0.03, 0.6])  # a 1-seed comparison has no p-value: m = 3
     assert adjusted[0] == pytest.approx(0.03) and np.isnan(adjusted[1]) and adjusted[2:] == [pytest.approx(0.09), 1]
@@ -118,7 +126,8 @@ def test_matched_configurations_generate_what_lilo_generates():
     batch = lc.config_flags("grpo_matched_batch", "--minibatch-size 16")
     assert batch == ["--questions-per-iteration", "16", "--minibatch-size", "64"]
     assert lc.config_flags("lilo_grpo_predicted", "") == []  # the LILO pool, generating for the batch alone
-    assert len(lc.DEFAULT_CONFIGS) == 15
+    assert lc.config_flags("lilo_grpo_screened", "") == []  # the LILO pool, screened
+    assert len(lc.DEFAULT_CONFIGS) == 18
 
 
 @pytest.mark.parametrize("trainer", ["ppo", "vineppo", "grpo"])
@@ -127,6 +136,7 @@ def test_the_scripts_defaults_are_the_trainers(trainer):
     assert {name: getattr(args, name) for name in lc.TRAINER_DEFAULTS} == lc.TRAINER_DEFAULTS
     assert __import__(f"lilo_{trainer}").Args().oversample == lc.LILO_OVERSAMPLE
     assert __import__(f"lilo_{trainer}_predicted").Args().oversample == lc.LILO_OVERSAMPLE
+    assert __import__(f"lilo_{trainer}_screened").Args().oversample == lc.LILO_OVERSAMPLE
 
 
 def test_a_short_run_writes_paired_grades_and_a_summary(tiny_model, tmp_path):
@@ -187,6 +197,18 @@ def test_the_primary_comparison_pairs_each_algorithm_and_seed(tmp_path):
             grades = [{"iteration": 4, "question": f"q{i}", "correct": int(i < right)} for i in range(4)]
             pd.DataFrame(grades).to_csv(tmp_path / f"{config}__seed1__test.csv", index=False)
     assert lc.primary_differences(tables, tmp_path) == [0.25, 0.0, -0.25]
+
+
+def test_the_screened_primary_comparison_reads_each_pair_at_equal_generated_tokens():
+    """The screened variants' pooled comparison: per (algorithm, seed), both runs at the cheaper one's final count of
+    generated tokens. Screening generates more per iteration: at the base's 200 tokens it is read at its iteration 2
+    (0.2 + 0.1), the base at its last (0.25, 0.3, 0.35)."""
+    tokens = "charts/cumulative_tokens_generated"
+    tables = {}
+    for algorithm, base_end in zip(lc.ALGORITHMS, [0.25, 0.3, 0.35]):
+        tables[f"lilo_{algorithm}_screened"] = curve(1, {0: 0.2, 4: 0.4}).assign(**{tokens: [np.nan, 400]})
+        tables[algorithm] = curve(1, {0: 0.2, 4: base_end}).assign(**{tokens: [np.nan, 200]})
+    assert lc.screened_primary_differences(tables) == pytest.approx([0.05, 0.0, -0.05])
 
 
 def test_the_summary_reports_the_predictors_figures_per_seed(tmp_path):

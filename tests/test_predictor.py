@@ -3,12 +3,17 @@ its solve rate, on crafted numbers and the tiny random model (the predictor on t
 benchmarks/predict_learnability.py)."""
 
 import math
+import sys
 
 import numpy as np
 import pytest
 import torch
 
 from common.predictor import predict_solve_rates, prediction_spearman, prompt_features
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from predict_learnability import screened_choice  # noqa: E402
 
 
 def seen_from(features, rates, predicted=None):
@@ -71,3 +76,15 @@ def test_prompt_features_are_the_last_prompt_tokens_hidden_states_whatever_the_p
     alone = torch.cat([hidden[-1][0, -1], hidden[len(hidden) // 2][0, -1]]).double()
     assert torch.allclose(together[0], alone, atol=1e-5)
     assert torch.allclose(prompt_features(model, prompts[1:], pad_id=0, micro_batch_size=1)[0], together[1], atol=1e-5)
+
+
+def test_screening_keeps_mixed_questions_then_right_answers_then_chooses_at_random():
+    """benchmarks/predict_learnability.py's simulation of the alternative to predicting: of 2 screening completions,
+    the mixed first (2 and 4), then a right answer (1); without screening, any question, at random."""
+    rng = np.random.default_rng(0)
+    screened = np.array([[0, 0], [1, 1], [0, 1], [0, 0], [1, 0]])
+    for _ in range(10):
+        choice = screened_choice(screened, 3, rng)
+        assert sorted(choice[:2]) == [2, 4] and choice[2] == 1
+    firsts = {screened_choice(screened[:, :0], 1, rng)[0] for _ in range(100)}
+    assert firsts == {0, 1, 2, 3, 4}

@@ -19,21 +19,25 @@ from safetensors.torch import load_file
 import grpo
 import lilo_grpo
 import lilo_grpo_predicted
+import lilo_grpo_screened
 import lilo_ppo
 import lilo_ppo_buffered
 import lilo_ppo_predicted
+import lilo_ppo_screened
 import lilo_vineppo
 import lilo_vineppo_predicted
+import lilo_vineppo_screened
 import ppo
 import vineppo
 from conftest import ROOT, answer_probability, assert_logged, only_run_dir, read_scalars, run_script, train
 
 MODULES = {f"{module.__name__}.py": module for module in (ppo, vineppo, grpo, lilo_ppo, lilo_vineppo, lilo_grpo,
-           lilo_ppo_predicted, lilo_vineppo_predicted, lilo_grpo_predicted, lilo_ppo_buffered)}  # fmt: skip
-# each run on the coin model below (the buffered variant in a test of its own); two of the three predicted variants,
-# whose diffs are the same lines (tests/test_layout.py), with `pytest -m slow`
-TRAINERS = [name if "predicted" not in name or "grpo" in name else pytest.param(name, marks=pytest.mark.slow)
-            for name in list(MODULES)[:-1]]  # fmt: skip
+           lilo_ppo_predicted, lilo_vineppo_predicted, lilo_grpo_predicted, lilo_ppo_screened, lilo_vineppo_screened,
+           lilo_grpo_screened, lilo_ppo_buffered)}  # fmt: skip
+# each run on the coin model below (the buffered variant in a test of its own); two of the three predicted and of the
+# three screened variants, whose diffs are the same lines (tests/test_layout.py), with `pytest -m slow`
+TRAINERS = [name if not name.endswith(("_predicted.py", "_screened.py")) or "grpo" in name
+            else pytest.param(name, marks=pytest.mark.slow) for name in list(MODULES)[:-1]]  # fmt: skip
 # 4 questions x 8 completions per iteration (LILO: from a pool of 16 questions, i.e. each coin question twice),
 # 2 epochs of 2 minibatches: 4 optimiser steps per iteration
 COIN_FLAGS = ["--questions-per-iteration", "4", "--completions-per-question", "8", "--minibatch-size", "16",
@@ -44,11 +48,14 @@ EXTRA["grpo.py"] = EXTRA["lilo_grpo.py"] = []
 EXTRA["lilo_ppo.py"] = EXTRA["lilo_ppo_buffered.py"] = EXTRA["lilo_ppo_predicted.py"] = EXTRA["ppo.py"]
 EXTRA["lilo_vineppo.py"] = EXTRA["lilo_vineppo_predicted.py"] = EXTRA["vineppo.py"]
 EXTRA["lilo_grpo_predicted.py"] = []
+# screening with 4 of the 8 completions: a gold-1 question shows a right answer but for a chance of 1 in 16
+for name in ("ppo", "vineppo", "grpo"):
+    EXTRA[f"lilo_{name}_screened.py"] = [*EXTRA[f"{name}.py"], "--screen", "4"]
 
 
 def algorithm(script: str) -> str:
     """ppo, vineppo or grpo: the algorithm a trainer's file runs."""
-    return script.removeprefix("lilo_").removesuffix(".py").removesuffix("_predicted").removesuffix("_buffered")
+    return script.removeprefix("lilo_").removesuffix(".py").split("_")[0]
 
 
 def values(scalars, tag):
@@ -194,8 +201,8 @@ def test_lilo_trains_on_the_most_learnable_questions(coin_run):
     """The pool holds each coin question twice: 8 never-solved (gold 3), 8 solved about half the time (gold 1).
     LILO must train on 4 of the latter; the pool's first 4 questions would include never-solved ones."""
     script, _, scalars, *_ = coin_run
-    if not script.startswith("lilo") or "predicted" in script:
-        pytest.skip("no selection after generating in the base trainers and the predicted variants")
+    if not script.startswith("lilo") or script.endswith(("_predicted.py", "_screened.py")):
+        pytest.skip("LILO's selection from whole groups: not in the base trainers and the variants")
     assert values(scalars, "charts/completions_generated") == [128.0] * 3
     assert values(scalars, "charts/completions_trained") == [32.0] * 3
     assert values(scalars, "charts/pool_all_wrong_share") == [0.5] * 3
@@ -218,6 +225,18 @@ def test_the_predicted_variants_generate_for_the_batch_alone(coin_run):
     assert_logged(scalars, ["time/predict", "charts/batch_learnability"], [1, 2, 3])
     learnability = values(scalars, "charts/pool_predicted_learnability")
     assert math.isnan(learnability[0]) and all(0 <= v <= 0.25 for v in learnability[1:])  # no prediction at first
+
+
+def test_the_screened_variants_complete_the_groups_of_the_chosen_alone(coin_run):
+    """Screening: 4 completions for each of the pool's 16 questions, then 4 more for each of the 4 chosen alone (80
+    completions, not LILO's 16 x 8), and the trained groups hold all 8 (4 x 8 trained). Only a gold-1 question can
+    show a right answer, so the chosen are gold-1 and, before training, none of their groups is all wrong."""
+    script, _, scalars, *_ = coin_run
+    if "screened" not in script:
+        pytest.skip("the screened variants only")
+    assert values(scalars, "charts/completions_generated") == [16 * 4 + 4 * 4.0] * 3
+    assert values(scalars, "charts/completions_trained") == [32.0] * 3
+    assert values(scalars, "charts/all_wrong_share")[0] == 0.0
 
 
 def assert_same_weights(folder_a, folder_b, atol: float = 0.0):

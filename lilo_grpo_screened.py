@@ -1,0 +1,360 @@
+"""GRPO for maths reasoning with a language model: group-relative advantages, no value network.
+
+With learnability sampling after a screening (LILO, Foster & Foerster, "Learning to Reason at the
+Frontier of Learnability"; the screening of SPEED-RL and Reinforce-Ada): each iteration generates
+`screen` completions for each of `oversample` times the questions it trains on, keeps those whose
+screening shows the highest learnability p(1 - p), and generates the rest of their groups alone.
+
+Shao et al., "DeepSeekMath: Pushing the Limits of Mathematical Reasoning in Open Language Models" (GRPO).
+`ppo.py` with the value network replaced: every completion of a question is one of its group, and all
+its tokens get the same advantage, its reward minus the group's mean reward divided by the group's
+standard deviation. A group whose completions all score alike has advantage 0 and teaches nothing.
+`--dr-grpo` gives Liu et al.'s variant ("Understanding R1-Zero-Like Training: A Critical Perspective").
+The lines shared with `ppo.py` (KL penalty in the loss, learning-rate schedule, optional whitening) are the
+VinePPO and LILO papers' code's, which their comments call "the papers' code". Run it with `--help`.
+"""
+
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import tyro
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from common.args import check_args
+from common.checkpoint import load_checkpoint, save_checkpoint, weights_path
+from common.console import print0
+from common.data import draw_questions, load_questions
+from common.distributed import init_distributed, rank_rows
+from common.evaluation import evaluate
+from common.grading import score
+from common.guards import catch_stop_signals, check_finite, stop_requested
+from common.logprobs import batched_no_grad, masked_mean, pad_batch, response_logprobs, tis_weights
+from common.model import load_model, resolve_model
+from common.schedule import set_learning_rates
+from common.tracking import add_to_totals, count_tokens, end_run, log_iteration, mean_stats, rollout_metrics, start_run
+from common.vllm_utils import generate, start_engine, sync_weights
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (the first part of the run name)"""
+    seed: int = 1
+    """seed of python, numpy, torch and vLLM"""
+    model: str | None = None
+    """Hugging Face model id or local folder; unset: the embedded SmolLM2-135M-Instruct"""
+    dataset: str = "arithmetic"
+    """arithmetic (built in), gsm8k, math, orz57k, or a local .jsonl/.json/.parquet/.csv file"""
+    prompt_format: str = "chat"
+    """chat: the chat template asking for a boxed answer; vineppo: the format of the papers' SFT models"""
+    num_iterations: int = 20
+    """number of iterations (rollout + update) to train for"""
+    questions_per_iteration: int = 4
+    """questions sampled per iteration (VinePPO paper: 64)"""
+    completions_per_question: int = 4
+    """completions generated per question (VinePPO paper: 8)"""
+    oversample: int = 4
+    """LILO: screen this many times the questions trained on, keep the most learnable (paper: 4)"""
+    screen: int = 1
+    """completions generated for each question of the pool to choose by; the chosen get the rest of their group"""
+    max_new_tokens: int = 64
+    """maximum tokens per completion (papers: 1024)"""
+    max_prompt_tokens: int = 512
+    """training and test questions whose prompt is longer are left out"""
+    temperature: float = 0.7
+    """sampling temperature of the training rollouts (VinePPO paper: 0.6)"""
+    top_p: float = 1.0
+    """nucleus sampling threshold of the training rollouts (VinePPO paper: 0.9)"""
+    unparseable_penalty: float = 0.0
+    """reward subtracted when no final answer can be extracted (off by default)"""
+    learning_rate: float = 2e-6
+    """peak policy learning rate (VinePPO paper: 1e-6)"""
+    warmup_ratio: float = 0.03
+    """share of the optimiser steps spent warming the learning rates up, log-shaped (papers: 0.03)"""
+    lr_decay: bool = True
+    """decay the learning rates linearly to 0 after the warm-up (papers: on)"""
+    update_epochs: int = 1
+    """passes over the iteration's completions per update (VinePPO paper: 2)"""
+    minibatch_size: int = 8
+    """completions per optimiser step (VinePPO paper: 64)"""
+    micro_batch_size: int = 8
+    """completions per forward/backward pass; gradients are accumulated up to the minibatch"""
+    share_prompts: bool = True
+    """pass each prompt through the model once per micro-batch, its keys and values shared by its completions"""
+    clip_coef: float = 0.2
+    """PPO clipping range of the probability ratio"""
+    kl_coef: float = 1e-4
+    """coefficient of the KL penalty to the initial policy, a term of the loss (DeepSeekMath: 0.04, on token means)"""
+    whiten_advantages: bool = False
+    """normalise the advantages of each minibatch over its tokens (GRPO: off, its groups already normalise them)"""
+    dr_grpo: bool = False
+    """Dr. GRPO: no division by the group's standard deviation; each completion's loss over a constant length"""
+    max_grad_norm: float = 1.0
+    """gradient-norm clipping threshold"""
+    precision: str = "fp32"
+    """fp32: trainer and engine in fp32; bf16: bf16 autocast over fp32 weights beside a bf16 engine (papers: bf16)"""
+    tis_cap: float = 2.0
+    """truncated importance sampling: weight each token's policy loss by min(trainer / engine prob., this); 0: off"""
+    eval_interval: int = 10
+    """evaluate every this many iterations (and at the start and the end); 0 disables"""
+    eval_size: int = 100
+    """questions in each fixed evaluation subset: test questions, and training questions (greedy decoding)"""
+    save_interval: int = 10
+    """checkpoint every this many iterations (and at the end); 0: only at the end"""
+    output_dir: str = "runs"
+    """folder that holds one sub-folder per run (tensorboard events, checkpoint)"""
+    resume: str | None = None
+    """a run folder (runs/<run name>) to continue from its last checkpoint"""
+    vllm_gpu_memory_utilization: float = 0.3
+    """share of the GPU memory vLLM may take (the rest is left to training)"""
+    vllm_tensor_parallel_size: int = 1
+    """GPUs per vLLM engine under torchrun (one engine per group of this many; the engines share out the prompts)"""
+    track: bool = False
+    """log to Weights and Biases too"""
+    wandb_project_name: str = "llm-math-rl"
+    """the wandb project name"""
+
+
+def rollout(llm, examples: list[dict], n: int, args: Args):
+    """`n` sampled completions for each example's prompt, with the engine's log-prob of each token."""
+    prompts = [e["prompt"] for e in examples]
+    return generate(llm, prompts, n, args.temperature, args.top_p, args.max_new_tokens, logprobs=True)
+
+
+def select_learnable(scores: torch.Tensor, k: int) -> list[int]:
+    """Indices of the `k` questions (rows of 0/1 `scores`) with the highest learnability p(1 - p), p the
+    row's mean: questions always or never solved teach nothing. Ties are broken toward the pool's rarer outcome
+    (with one completion each, a right answer where most are wrong is the sign of a learnable question), then at
+    random."""
+    p = scores.mean(1).numpy()
+    rare = p > 0 if p.mean() < 0.5 else p < 1
+    return np.lexsort((np.random.random(len(p)), ~rare, -p * (1 - p)))[:k].tolist()
+
+
+def group_advantages(rewards: torch.Tensor, group_size: int, scale: bool = True) -> torch.Tensor:
+    """GRPO's advantage of each completion, from all the completions' `rewards` in question order (each question's
+    `group_size` completions one after the other: its group): its reward minus the group's mean, divided by the
+    group's standard deviation (DeepSeekMath; unbiased, + 1e-4 as TRL's GRPOTrainer computes it). scale=False leaves
+    the division out (Dr. GRPO). A group whose rewards are all equal gets 0."""
+    groups = rewards.view(-1, group_size)
+    centred = groups - groups.mean(1, keepdim=True)
+    return (centred / (groups.std(1, keepdim=True) + 1e-4) if scale else centred).flatten()
+
+
+def whiten(advantages, mask, rows):
+    """`advantages` with a minibatch's `rows` shifted and scaled to zero mean and unit variance over those rows' tokens
+    (`mask`), as the papers' code does before each optimiser step (`masked_whiten`: the unbiased variance, 1e-8
+    inside the square root); the other rows as they are."""
+    minibatch, minibatch_mask = advantages[rows], mask[rows]
+    mean, n = masked_mean(minibatch, minibatch_mask), minibatch_mask.sum()
+    var = masked_mean((minibatch - mean) ** 2, minibatch_mask) * n / (n - 1).clamp(min=1)
+    whitened = advantages.clone()
+    whitened[rows] = (minibatch - mean) * torch.rsqrt(var + 1e-8) * minibatch_mask
+    return whitened
+
+
+def kl_penalty(logp, ref_logp, mask):
+    """Each sequence's KL penalty to the reference policy, as the papers' code adds it to the loss: the k3 estimator
+    exp(ref - logp) - (ref - logp) - 1 of KL(policy || reference) on each token (never negative, and its gradient is
+    that of the KL), clamped to [0, 10] and summed over the sequence's tokens."""
+    log_ratio = ref_logp - logp
+    return ((log_ratio.exp() - log_ratio - 1) * mask).clamp(0, 10).sum(1)
+
+
+def grpo_losses(logp, old_logp, ref_logp, advantages, tis_weight, mask, n_sequences: int, args: Args):
+    """GRPO's losses on a micro-batch (a row per completion, part of a minibatch of `n_sequences` sequences), from the
+    new log-probs `logp`:
+    - the clipped policy loss, each token's weighted by its TIS weight (common/logprobs.py), as GRPO aggregates it:
+      each completion's mean over its tokens, summed and divided by `n_sequences`, so that accumulated micro-batches
+      average exactly; Dr. GRPO divides each completion's sum by the constant --max-new-tokens instead of its length;
+    - the KL penalty, kl_coef x each sequence's `kl_penalty`, averaged over the minibatch's sequences."""
+    ratio = torch.exp(logp - old_logp)
+    pg_loss = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef))
+    lengths = args.max_new_tokens if args.dr_grpo else mask.sum(1).clamp(min=1)
+    pg_loss = ((pg_loss * tis_weight * mask).sum(1) / lengths).sum() / n_sequences
+    kl_seq = kl_penalty(logp, ref_logp, mask)
+    kl_loss = args.kl_coef * kl_seq.sum() / n_sequences
+    stats = {  # the micro-batch's own means
+        "policy_loss": pg_loss.item() * n_sequences / len(mask),
+        "kl_penalty": kl_seq.mean().item(),
+        "clipfrac": masked_mean(((ratio - 1).abs() > args.clip_coef).float(), mask).item(),
+        "approx_kl": masked_mean((ratio - 1) - (logp - old_logp), mask).item(),
+    }
+    return pg_loss, kl_loss, stats
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    check_args(
+        args,
+        (args.completions_per_question < 2, "--completions-per-question must be at least 2: a group needs a spread"),
+        (args.oversample < 1, "--oversample must be at least 1"),
+        (not 0 < args.screen < args.completions_per_question, "--screen must be in [1, --completions-per-question)"),
+    )
+    device = init_distributed()  # under torchrun: this rank's device
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)  # the same on every rank
+    # bf16: autocast over the fp32 weights, beside an engine in bf16; why fp32 is the default: docs/precision.md
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
+
+    # data: every prompt tokenised once; a mistyped --model or --dataset stops here, before a run folder is made
+    model_path = resolve_model(args.model)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    train, test = load_questions(args, tokenizer)
+    run_dir, writer = start_run(args)  # runs/<run name>: tensorboard events, args.json, checkpoint/
+
+    # models: the policy, the frozen reference policy for the KL penalty (a resumed run loads the policy from its
+    # checkpoint), and the vLLM engine that generates (no value network: each group's mean reward is its baseline)
+    policy = load_model(AutoModelForCausalLM, weights_path(args, "policy", model_path), device)
+    ref_policy = load_model(AutoModelForCausalLM, model_path, device, frozen=True)
+    policy.config.pad_token_id = pad_id
+    # no weight decay (papers; AdamW's default would be 0.01)
+    policy_optimizer = torch.optim.AdamW(policy.parameters(), lr=args.learning_rate, eps=1e-8, weight_decay=0)
+    models = {"policy": (policy, policy_optimizer)}
+    # the learning rates follow one schedule over all the run's optimiser steps (common/schedule.py)
+    batch_size = args.questions_per_iteration * args.completions_per_question
+    steps_per_iteration = args.update_epochs * batch_size // args.minibatch_size
+    total_steps = args.num_iterations * steps_per_iteration
+    max_model_len = args.max_prompt_tokens + args.max_new_tokens
+    llm = start_engine(model_path, args.seed, max_model_len, args.vllm_gpu_memory_utilization, args.precision,
+                       tensor_parallel_size=args.vllm_tensor_parallel_size)  # fmt: skip
+    # the engine reseeded the global generators: the trainer's draws restart from the run's seed, alike on every rank
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    minibatch_generator = torch.Generator().manual_seed(args.seed)
+    # where the run stands (iteration, data order and position, totals of what it generated and trained on):
+    # --resume restores it, with the optimisers and every generator (common/checkpoint.py)
+    run_state = {"iteration": 0, "data_order": np.random.permutation(len(train)), "data_position": 0, "totals": {}}
+    if args.resume:
+        run_state = load_checkpoint(args, models, minibatch_generator)
+        sync_weights(llm, policy)
+    # greedy accuracy on the test questions, and on the training split's first (most of which a short run never draws)
+    eval_subsets = {"test": test, "train_split": train[: args.eval_size]}
+    evaluations = []  # (iteration, accuracy of each subset) of this process's evaluations
+    if args.eval_interval and run_state["iteration"] == 0:
+        evaluations.append((0, evaluate(llm, eval_subsets, args.max_new_tokens, writer, 0)))
+
+    stop_signals = catch_stop_signals()  # from now on SIGTERM and SIGINT stop the run after the iteration under way
+    stop = None
+    for iteration in range(run_state["iteration"] + 1, args.num_iterations + 1):
+        t_start = time.perf_counter()
+
+        # 1. sample a pool of `oversample` x the questions: uniformly, without replacement within a pass
+        questions = [train[i] for i in draw_questions(args.questions_per_iteration * args.oversample, run_state)]
+
+        # 2. rollout: n completions per question from the current policy (each engine does its share), in two
+        # rounds: `--screen` for each question of the pool, then the rest of their groups for the most learnable by
+        # those (learnability sampling), the screening's completions kept
+        screened = rollout(llm, questions, args.screen, args)
+        pool_scores = torch.tensor(score(questions, screened)[0])
+        keep = select_learnable(pool_scores, args.questions_per_iteration)
+        questions = [questions[i] for i in keep]
+        rest = rollout(llm, questions, args.completions_per_question - args.screen, args)
+        completions = [screened[i] + more for i, more in zip(keep, rest)]
+        t_generated = time.perf_counter()
+        tokens_per_second = count_tokens(screened + rest) / (t_generated - t_start)  # the engine's speed, with grading
+        run_state["totals"] = add_to_totals(run_state["totals"], "generated", screened + rest)
+
+        # 3. reward: 1 for a correct final answer, else 0 (minus --unparseable-penalty where none can be found)
+        scores, unparseable = map(torch.tensor, score(questions, completions))
+        rewards_seq = (scores - args.unparseable_penalty * unparseable).flatten()
+        prompts = [q["prompt"] for q in questions for _ in range(args.completions_per_question)]
+        responses = [c.token_ids for cs in completions for c in cs]
+        batch = pad_batch(prompts, responses, pad_id, device, args.share_prompts)
+        mask = batch["mask"]
+
+        # log-probs of the sampling (old) policy and the reference policy, once per iteration
+        with autocast:
+            old_logp, _, sampling_logp = batched_no_grad(
+                response_logprobs, policy, batch, args.micro_batch_size, args.temperature, args.top_p
+            )
+            ref_logp = batched_no_grad(response_logprobs, ref_policy, batch, args.micro_batch_size, args.temperature)[0]
+        old_logp, ref_logp = old_logp * mask, ref_logp * mask
+        check_finite(iteration, old_log_probs=old_logp, reference_log_probs=ref_logp)
+        # the engine's kernels differ from the trainer's, so it samples from a policy slightly off the old one: the
+        # gap is logged and each token's policy loss weighted by truncated importance sampling (common/logprobs.py)
+        tis_weight, gap_metrics = tis_weights(completions, sampling_logp, mask, args.tis_cap)
+        t_logprobs = time.perf_counter()
+
+        # 4. credit assignment: each completion's reward against its group's (question's), on all its tokens
+        advantages = group_advantages(rewards_seq, args.completions_per_question, scale=not args.dr_grpo)
+        advantages = advantages.to(device)[:, None] * mask
+
+        # 5. policy update: clipped PPO over a few epochs of minibatches
+        stats, optimizer_step = [], (iteration - 1) * steps_per_iteration
+        for _epoch in range(args.update_epochs):
+            for minibatch in torch.randperm(len(responses), generator=minibatch_generator).split(args.minibatch_size):
+                policy_optimizer.zero_grad()
+                # whitened over this minibatch's tokens before each step (papers)
+                update_advantages = whiten(advantages, mask, minibatch) if args.whiten_advantages else advantages
+                minibatch_loss = 0.0
+                for mb in rank_rows(minibatch).split(args.micro_batch_size):  # each rank its share; gradients summed
+                    with autocast:
+                        logp, entropy, _ = response_logprobs(policy, batch, mb, args.temperature)
+                    pg_loss, kl_loss, policy_stats = grpo_losses(
+                        logp, old_logp[mb], ref_logp[mb], update_advantages[mb], tis_weight[mb], mask[mb],
+                        len(minibatch), args,
+                    )  # fmt: skip
+                    loss = pg_loss + kl_loss
+                    loss.backward()
+                    minibatch_loss += loss.detach()
+                    stats.append(policy_stats | {"entropy": masked_mean(entropy, mask[mb]).item()})
+                grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), args.max_grad_norm)
+                check_finite(iteration, loss=minibatch_loss, gradient_norm=grad_norm)
+                # this step's learning rates, from its index in the run: a resumed run continues the schedule exactly
+                peaks = {policy_optimizer: args.learning_rate}
+                set_learning_rates(peaks, optimizer_step, total_steps, args.warmup_ratio, args.lr_decay)
+                optimizer_step += 1
+                policy_optimizer.step()
+        t_updated = time.perf_counter()
+
+        # 6. sync: the engine generates with the updated weights from now on
+        sync_seconds = sync_weights(llm, policy)
+        t_end = time.perf_counter()
+
+        # 7. evaluate: greedy accuracy on the fixed subsets, every --eval-interval iterations and at the last
+        if args.eval_interval and (iteration % args.eval_interval == 0 or iteration == args.num_iterations):
+            evaluations.append((iteration, evaluate(llm, eval_subsets, args.max_new_tokens, writer, iteration)))
+
+        # 8. log: every scalar to tensorboard, one line to stdout
+        kl = old_logp - ref_logp  # per-token estimate of KL(policy || reference), logged (the loss has its own)
+        run_state["totals"] = add_to_totals(run_state["totals"], "trained", completions)
+        metrics = rollout_metrics(scores, unparseable, completions, mask, kl, advantages) | gap_metrics
+        metrics |= mean_stats(stats) | {f"charts/cumulative_{name}": n for name, n in run_state["totals"].items()}
+        metrics |= {
+            "charts/pool_all_correct_share": (pool_scores.mean(1) == 1).float().mean().item(),
+            "charts/pool_all_wrong_share": (pool_scores.mean(1) == 0).float().mean().item(),
+            "charts/pool_learnability": (pool_scores.mean(1) * (1 - pool_scores.mean(1))).mean().item(),
+            "charts/batch_learnability": (scores.mean(1) * (1 - scores.mean(1))).mean().item(),
+            "charts/completions_generated": sum(map(len, screened + rest)),
+            "charts/completions_trained": scores.numel(),
+            "charts/zero_advantage_share": (advantages.abs().sum(1) == 0).float().mean().item(),
+            "charts/learning_rate": policy_optimizer.param_groups[0]["lr"],
+            "charts/tokens_per_second": tokens_per_second,
+            "time/generation": t_generated - t_start,
+            "time/logprobs": t_logprobs - t_generated,
+            "time/update": t_updated - t_logprobs,
+            "time/update_tokens_per_second": args.update_epochs * batch["input_ids"].numel() / (t_updated - t_logprobs),
+            "time/sync": sync_seconds,
+            "time/iteration": t_end - t_start,
+        }
+        log_iteration(writer, iteration, args.num_iterations, metrics)
+
+        # 9. checkpoint: every --save-interval iterations, at the end, and when a signal asked the run to stop
+        run_state["iteration"] = iteration
+        stop = stop_requested(stop_signals)  # on any rank
+        if stop or iteration == args.num_iterations or (args.save_interval and iteration % args.save_interval == 0):
+            save_checkpoint(run_dir, models, tokenizer, minibatch_generator, run_state, args)
+        if stop:
+            print0(f"stopped by {stop.name} after iteration {iteration}: continue with --resume {run_dir}")
+            break
+    end_run(writer, run_dir, evaluations)
+    if stop:  # the shell's exit code for the signal
+        sys.exit(128 + stop)
