@@ -260,13 +260,13 @@ def accuracy_at_equal_budget(table: pd.DataFrame, base: pd.DataFrame, budget: st
     return differences
 
 
-def band(ax, table: pd.DataFrame, x: str, y: str, label: str, color: str, style: str = "-") -> None:
+def band(ax, table: pd.DataFrame, x: str, y: str, label: str, color: str, style: str | tuple = "-") -> None:
     """Mean over seeds as a line, its 95% interval over seeds (mean_interval) as a shaded band."""
     points = table.reset_index().dropna(subset=[y]).groupby("iteration")
     intervals = points[y].apply(lambda v: pd.Series(mean_interval(v), index=["mean", "low", "high"])).unstack()
     xs = points[x].mean()
     marker = "o" if y == "charts/test_accuracy" else None
-    ax.plot(xs, intervals["mean"], style, color=color, label=label, marker=marker, markersize=3)
+    ax.plot(xs, intervals["mean"], linestyle=style, color=color, label=label, marker=marker, markersize=3)
     ax.fill_between(xs, intervals["low"], intervals["high"], color=color, alpha=0.12)
 
 

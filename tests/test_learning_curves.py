@@ -211,6 +211,18 @@ def test_the_screened_primary_comparison_reads_each_pair_at_equal_generated_toke
     assert lc.screened_primary_differences(tables) == pytest.approx([0.05, 0.0, -0.05])
 
 
+def test_the_plots_draw_every_kind_of_configuration(tmp_path):
+    """A base, a compute-matched baseline, a predicted and a screened variant: each its colour and line style (the
+    screened variants' is a dash pattern, which matplotlib takes as a line style, not in a format string)."""
+    rows = {"charts/test_accuracy": [0.2, np.nan, 0.3], "train_minutes": [0.0, 0.5, 1.0],
+            "charts/all_correct_share": [np.nan, 0.0, 0.25], "charts/all_wrong_share": [np.nan, 0.5, 0.25]}  # fmt: skip
+    tables = {}
+    for config in ["grpo", "grpo_matched_batch", "lilo_grpo_predicted", "lilo_grpo_screened"]:
+        tables[config] = pd.DataFrame(rows).assign(seed=1).rename_axis("iteration")
+    lc.plot(tables, tmp_path)
+    assert (tmp_path / "test_accuracy.png").exists() and (tmp_path / "zero_variance_share.png").exists()
+
+
 def test_the_summary_reports_the_predictors_figures_per_seed(tmp_path):
     """Spearman at the last iteration (the run's whole record), the rest averaged over iterations 1 on."""
     rows = {"charts/test_accuracy": [0.2, np.nan, 0.3], "charts/all_correct_share": [np.nan, 0.0, 0.25],
