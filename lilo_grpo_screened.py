@@ -251,7 +251,8 @@ if __name__ == "__main__":
 
         # 2. rollout: n completions per question from the current policy (each engine does its share), in two
         # rounds: `--screen` for each question of the pool, then the rest of their groups for the most learnable by
-        # those (learnability sampling), the screening's completions kept
+        # those (learnability sampling), the screening's completions kept (graded again with the rest below: a few of
+        # them, so that the reward lines stay LILO's)
         screened = rollout(llm, questions, args.screen, args)
         pool_scores = torch.tensor(score(questions, screened)[0])
         keep = select_learnable(pool_scores, args.questions_per_iteration)

@@ -445,9 +445,10 @@ def pooled_test(diffs: list[float]) -> str:
     )
 
 
-def section(title: str, text: str, columns: list[str]) -> list[str]:
-    """A summary section's first lines: its title, what it reports, and its table's header."""
-    return ["", f"## {title}", "", text, "", "| " + " | ".join(columns) + " |", "|" + "-|" * len(columns)]
+def section(title: str, text: str, columns: list[str] | None = None) -> list[str]:
+    """A summary section's first lines: its title, what it reports, and its table's header if it has a table."""
+    header = ["", "| " + " | ".join(columns) + " |", "|" + "-|" * len(columns)] if columns else []
+    return ["", f"## {title}", "", text, *header]
 
 
 def summary(tables: dict[str, pd.DataFrame], out: Path) -> str:
@@ -534,22 +535,18 @@ def summary(tables: dict[str, pd.DataFrame], out: Path) -> str:
     for (_, head, p, tail), adjusted_p in zip(rows, adjusted):
         lines.append(f"{head} | {p_text(p)} | {p_text(adjusted_p)} {tail}")
     if all(config in tables and base in tables for config, base in PRIMARY):
-        lines += [
-            "",
-            "## The primary comparison of issue #55, pooled over the three algorithms",
-            "",
+        lines += section(
+            "The primary comparison of issue #55, pooled over the three algorithms",
             "Learnability predicted before generating minus its base trainer (the same generation and update), final "
             f"held-out accuracy paired by algorithm and seed: {pooled_test(primary_differences(tables, out))}",
-        ]
+        )
     if all(config in tables and base in tables for config, base in SCREENED_PRIMARY):
-        lines += [
-            "",
-            "## The screened variants' primary comparison, pooled over the three algorithms",
-            "",
+        lines += section(
+            "The screened variants' primary comparison, pooled over the three algorithms",
             "Learnability sampling after a one-completion screening minus its base trainer, held-out accuracy at "
             "equal generated tokens (each pair read at the cheaper run's final budget, interpolated), paired by "
             f"algorithm and seed: {pooled_test(screened_primary_differences(tables))}",
-        ]
+        )
     budgeted = [(a, b) for a, b, _ in comparisons if all(k in tables[a] and k in tables[b] for k in BUDGETS)]
     if budgeted:
         lines += section(
