@@ -34,9 +34,10 @@ from conftest import ROOT, answer_probability, assert_logged, only_run_dir, read
 MODULES = {f"{module.__name__}.py": module for module in (ppo, vineppo, grpo, lilo_ppo, lilo_vineppo, lilo_grpo,
            lilo_ppo_predicted, lilo_vineppo_predicted, lilo_grpo_predicted, lilo_ppo_screened, lilo_vineppo_screened,
            lilo_grpo_screened, lilo_ppo_buffered)}  # fmt: skip
-# each run on the coin model below (the buffered variant in a test of its own); two of the three predicted and of the
-# three screened variants, whose diffs are the same lines (tests/test_layout.py), with `pytest -m slow`
-TRAINERS = [name if not name.endswith(("_predicted.py", "_screened.py")) or "grpo" in name
+# each run on the coin model below (the buffered variant in a test of its own). Of each family of LILO files, whose
+# diffs from their base are the same lines (tests/test_layout.py), GRPO's alone by default, the others with `pytest -m
+# slow` (lilo_ppo.py also runs end to end in tests/test_learning_curves.py, lilo_vineppo.py in tests/test_vineppo.py)
+TRAINERS = [name if not name.startswith("lilo") or "grpo" in name
             else pytest.param(name, marks=pytest.mark.slow) for name in list(MODULES)[:-1]]  # fmt: skip
 # 4 questions x 8 completions per iteration (LILO: from a pool of 16 questions, i.e. each coin question twice),
 # 2 epochs of 2 minibatches: 4 optimiser steps per iteration
@@ -276,19 +277,20 @@ def test_resume_is_exact(coin_run, coin_model, tmp_path):
     would not isolate from resume bugs. With shared prompts (the default, here) a few weights can end in the last
     bits apart (3.9e-34 measured): the same within 1e-6; bit for bit on the plain path (the buffered test below)."""
     script, whole, _, flags, _ = coin_run
-    if script not in ("ppo.py", "lilo_grpo_predicted.py"):
+    if script != "lilo_grpo_predicted.py":
         pytest.skip(
-            "ppo.py (two models) and a predicted variant (its predictor's data) here, grpo.py with `pytest -m slow`; "
-            "lilo_ppo_buffered.py, with its buffer, below"
+            "a predicted variant (its predictor's data) here; lilo_ppo_buffered.py (two models and a buffer) below; "
+            "ppo.py and grpo.py with `pytest -m slow`"
         )
     assert_resumes_exactly(script, whole, flags, coin_model, tmp_path)
 
 
 @pytest.mark.slow
-def test_grpo_resume_is_exact(coin_model, coin_dataset, tmp_path):
-    flags = ["--dataset", coin_dataset, *COIN_FLAGS, *EXTRA["grpo.py"]]
-    whole, _ = train("grpo.py", coin_model, tmp_path / "whole", *flags)
-    assert_resumes_exactly("grpo.py", whole, flags, coin_model, tmp_path)
+@pytest.mark.parametrize("script", ["ppo.py", "grpo.py"])
+def test_a_base_trainer_resumes_exactly(script, coin_model, coin_dataset, tmp_path):
+    flags = ["--dataset", coin_dataset, *COIN_FLAGS, *EXTRA[script]]
+    whole, _ = train(script, coin_model, tmp_path / "whole", *flags)
+    assert_resumes_exactly(script, whole, flags, coin_model, tmp_path)
 
 
 def assert_resumes_exactly(script, whole, flags, coin_model, tmp_path):
