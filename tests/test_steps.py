@@ -194,6 +194,7 @@ def test_value_states_and_the_gsm8k_cap():
     assert value_state_count(5) == 5  # s_0 .. s_4; the finished state s_5 needs no estimate
     assert value_state_count(10, max_step=25) == 10
     assert value_state_count(30, max_step=25) == 26  # s_0 .. s_25
+    assert value_state_count(5, max_step=0) == 1  # --max-value-steps 0: the prompt alone
     estimates = [0.1 * k for k in range(26)]
     values = backfill_values(estimates, reward=1.0, n_steps=30)
     assert len(values) == 31 and values[26:] == [1.0] * 5

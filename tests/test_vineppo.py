@@ -173,6 +173,7 @@ def test_end_to_end_logs_metrics_and_checkpoints(vineppo_run, tiny_model):
     assert not (run_dir / "checkpoint" / "value").exists()
 
 
+@pytest.mark.slow  # the count is unit-tested (tests/test_steps.py); this run shows the flag reaches it
 def test_max_value_steps_0_estimates_the_prompt_alone(tiny_model, tmp_path):
     """--max-value-steps caps the states given a Monte-Carlo value (the GSM8K recipe: 25): with 0, only s_0 of
     each question is estimated, so 2 questions x K = 2 rollouts per iteration, however many steps the
