@@ -137,15 +137,15 @@ TINY_RUN = [*TINY_FLAGS, "--eval-interval", "1", "--mc-rollouts", "2"]
 
 
 @pytest.fixture(scope="module")
-def vineppo_run(tiny_model, tmp_path_factory):
+def lilo_vineppo_run(tiny_model, tmp_path_factory):
     folder = tmp_path_factory.mktemp("runs")
     # LILO-VinePPO, the README's first command: its run on the coin model is in `pytest -m slow` (vineppo.py's is not)
     yield train("lilo_vineppo.py", tiny_model, folder, "--num-iterations", "2", *TINY_RUN)
     shutil.rmtree(folder)  # checkpoints: the suite would hold gigabytes (see pyproject.toml)
 
 
-def test_end_to_end_logs_metrics_and_checkpoints(vineppo_run, tiny_model):
-    run_dir, result = vineppo_run
+def test_end_to_end_logs_metrics_and_checkpoints(lilo_vineppo_run, tiny_model):
+    run_dir, result = lilo_vineppo_run
     assert "iter 2/2 train_acc=" in result.stdout
     scalars = read_scalars(run_dir)
     assert_logged(
