@@ -152,10 +152,13 @@ def whiten(advantages, mask, rows):
 
 def kl_penalty(logp, ref_logp, mask):
     """Each sequence's KL penalty to the reference policy, as the papers' code adds it to the loss: the k3 estimator
-    exp(ref - logp) - (ref - logp) - 1 of KL(policy || reference) on each token (never negative, and its gradient is
-    that of the KL), clamped to [0, 10] and summed over the sequence's tokens."""
-    log_ratio = ref_logp - logp
-    return ((log_ratio.exp() - log_ratio - 1) * mask).clamp(0, 10).sum(1)
+    exp(ref - logp) - (ref - logp) - 1 on each token, clamped to [0, 10] and summed over the sequence's tokens. On
+    tokens sampled from the policy its mean is KL(policy || reference), never negative; its expected gradient is that
+    of KL(reference || policy), the other direction (Tang & Munos 2025): both vanish at the reference and agree near
+    it (docs/algorithms.md). The log-ratio is zeroed at padding before the exponent, as the papers' code zeroes the
+    log-probs there: a padded log-prob below about -88 would overflow fp32 to inf, and inf x 0 is NaN."""
+    log_ratio = (ref_logp - logp) * mask
+    return (log_ratio.exp() - log_ratio - 1).clamp(0, 10).sum(1)
 
 
 def ppo_losses(logp, old_logp, ref_logp, advantages, tis_weight, mask, n_sequences: int, n_tokens, args: Args):

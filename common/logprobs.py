@@ -6,7 +6,8 @@ how far those are from the log-probabilities of the engine that sampled them.
   token. With shared prompts (the default) each distinct prompt of a micro-batch goes through the model once and its
   keys and values serve all of its completions (as Prefix Grouper, "Efficient GRPO Training through Shared-Prefix
   Forward", 2025, does), in the no-grad passes and in the update's forward and backward alike; without, every row is
-  the whole prompt and response (the plain path, the same numbers to within float rounding).
+  the whole prompt and response (the plain path, the same numbers to within float rounding; a picture, and why they
+  are the same: docs/running.md, "Shared prompts").
 - `response_logprobs`: each response token's log-prob at the sampling temperature (what PPO's ratio divides by),
   its entropy, and its log-prob under the engine's sampling rule (temperature, then top-p), for the gap.
 - `batched_no_grad`: any such pass over the whole batch in micro-batches without gradients (under torchrun each

@@ -220,9 +220,14 @@ def step_token_ends(steps: list[str], tokenizer, token_ids: list[int]) -> list[i
 
     `steps` must cut `tokenizer.decode(token_ids, skip_special_tokens=True)`. The reference gives each
     response token the advantage of the character its offset starts at (`_compute_token_advantages`,
-    `math_episode_generator_with_mc_advantages.py:364-369`), and the appended EOS the last token's
-    (lines 371-372): so a token that straddles a boundary belongs to the step holding its first
-    character, and a step whose characters all lie in such a token has no token (its end repeats).
+    `math_episode_generator_with_mc_advantages.py:364-369`): so a token that straddles a boundary belongs
+    to the step holding its first character, and a step whose characters all lie in such a token has no
+    token (its end repeats). The EOS (it decodes to nothing) is always in the last step here. The reference
+    gives it the advantage of the token before it (lines 371-372), which is the last step's unless that
+    step owns no token (a completion ending in a blank line: "3\n\n" is one token); there the reference's
+    last advantage, R - V(s_m-1), reaches no token, and here it reaches the EOS. On purpose: the steps'
+    ends are where the Monte-Carlo rollouts start, and the step before cannot end after the EOS
+    (docs/parity.md, row 8).
     A token starts where the decoded text of the tokens before it ends; the ends are found by
     bisection, about log2(len) decodes per boundary (a multi-byte character split across tokens
     decodes as replacement characters until complete, which may move an end there by a token). (The

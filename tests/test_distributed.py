@@ -60,16 +60,15 @@ def runs(tiny_model, tmp_path_factory):
 
 
 # The LILO trainers share every distributed line with their base trainers (their selection runs identically on every
-# rank, from the gathered scores; the screened variants' second round too), and GRPO its lines with PPO but the value
-# network: marked slow, run with `pytest -m slow`, to keep the default suite short. A predicted variant runs by
-# default: its predictor's features are a forward pass of every rank over every candidate (collective under FSDP),
-# lines no other trainer has.
-SLOW = ["grpo.py", "lilo_ppo.py", "lilo_vineppo.py", "lilo_grpo.py", "lilo_ppo_predicted.py", "lilo_ppo_screened.py"]
+# rank, from the gathered scores), and GRPO its lines with PPO but the value network: one LILO file runs by default
+# (the selection from gathered scores, which no base trainer has), the others with `pytest -m slow`, to keep the
+# default suite short.
+SLOW = ["grpo.py", "lilo_ppo.py", "lilo_vineppo.py"]
 
 
 @pytest.mark.parametrize(
     "script",
-    ["ppo.py", "vineppo.py", "lilo_grpo_predicted.py"] + [pytest.param(s, marks=pytest.mark.slow) for s in SLOW],
+    ["ppo.py", "vineppo.py", "lilo_grpo.py"] + [pytest.param(s, marks=pytest.mark.slow) for s in SLOW],
 )
 def test_two_ranks_train_one_iteration_and_end_with_the_same_weights(script, runs, tiny_model):
     run_dir, ranks, result = runs(script)

@@ -1,8 +1,7 @@
 """The files' shape that the project promises: each trainer reads in one sitting, `diff ppo.py lilo_ppo.py`,
 `diff vineppo.py lilo_vineppo.py` and `diff grpo.py lilo_grpo.py` are the learnability idea alone, the same lines in
-all three, `diff lilo_X.py lilo_X_predicted.py` the prediction before generating and `diff lilo_X.py
-lilo_X_screened.py` the screening, each the same in all three, and `diff lilo_ppo.py lilo_ppo_buffered.py` is the
-buffered variant alone; common/ has no cycle and no shared state."""
+all three, and `diff lilo_ppo.py lilo_ppo_buffered.py` is the buffered variant alone; the top level holds these seven
+trainers and nothing else; common/ has no cycle and no shared state."""
 
 import ast
 import difflib
@@ -13,10 +12,7 @@ from conftest import ROOT
 
 # reading length of each trainer: the whole file, and the part from `if __name__ == "__main__":`
 LENGTHS = {"ppo.py": (450, 200), "vineppo.py": (470, 200), "grpo.py": (420, 200), "lilo_ppo.py": (490, 230),
-           "lilo_vineppo.py": (510, 230), "lilo_grpo.py": (460, 230), "lilo_ppo_buffered.py": (500, 240),
-           "lilo_ppo_predicted.py": (500, 240), "lilo_vineppo_predicted.py": (520, 240),
-           "lilo_grpo_predicted.py": (470, 240), "lilo_ppo_screened.py": (490, 240),
-           "lilo_vineppo_screened.py": (510, 240), "lilo_grpo_screened.py": (460, 240)}  # fmt: skip
+           "lilo_vineppo.py": (510, 230), "lilo_grpo.py": (460, 230), "lilo_ppo_buffered.py": (500, 240)}  # fmt: skip
 
 
 def changed_lines(base: str, variant: str) -> list[str]:
@@ -31,22 +27,13 @@ def test_the_lilo_diffs_are_the_same_lines_and_short():
     assert 0 < len(ppo_diff) <= 40
 
 
-def test_the_predicted_variants_are_the_same_lines_and_short():
-    """`diff lilo_X.py lilo_X_predicted.py` is the prediction before generating alone, the same in all three."""
-    diffs = [changed_lines(f"lilo_{name}.py", f"lilo_{name}_predicted.py") for name in ("ppo", "vineppo", "grpo")]
-    assert diffs[0] == diffs[1] == diffs[2]
-    assert 0 < len(diffs[0]) <= 55
-
-
-def test_the_screened_variants_are_the_same_lines_and_short():
-    """`diff lilo_X.py lilo_X_screened.py` is the screening alone, the same in all three."""
-    diffs = [changed_lines(f"lilo_{name}.py", f"lilo_{name}_screened.py") for name in ("ppo", "vineppo", "grpo")]
-    assert diffs[0] == diffs[1] == diffs[2]
-    assert 0 < len(diffs[0]) <= 45
-
-
 def test_the_buffered_variant_is_a_short_diff_of_lilo_ppo():
     assert 0 < len(changed_lines("lilo_ppo.py", "lilo_ppo_buffered.py")) <= 60
+
+
+def test_the_top_level_is_the_papers_algorithms():
+    """Seven trainers at the top level, the papers' algorithms: a newcomer's first `ls` shows what to read."""
+    assert sorted(path.name for path in ROOT.glob("*.py")) == sorted(LENGTHS)
 
 
 @pytest.mark.parametrize("script", LENGTHS)

@@ -235,3 +235,16 @@ def test_step_token_ends_put_eos_in_the_last_step(tokenizer):
     assert ends == [4, len(ids)]  # "x", " =", " ", "3" | "\n", "y", ..., EOS
     with pytest.raises(ValueError):
         step_token_ends(["not the text"], tokenizer, ids)
+
+
+def test_the_eos_is_in_the_last_step_even_where_that_step_owns_no_other_token(tokenizer):
+    """A completion ending in a blank line: its last step, the second "\n", lies inside the token "\n\n" that starts
+    in the step before, so it owns no token of the text. The EOS is the last step's alone (the reference gives the
+    EOS the token before's advantage, the step before's: a difference on purpose, docs/parity.md row 8), so that the
+    step before ends before the EOS: the state after it, where Monte-Carlo rollouts start, is an unfinished text."""
+    text = "x = 3\ny = 4\n\n"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert tokenizer.convert_ids_to_tokens(ids)[-1] == "ĊĊ" and split_gsm8k(text) == ["x = 3", "\ny = 4", "\n", "\n"]
+    assert step_token_ends(split_gsm8k(text), tokenizer, ids) == [4, 9, 10, 10]  # "\n\n" (token 9) in step 3
+    ends = step_token_ends(split_gsm8k(text), tokenizer, ids + [tokenizer.eos_token_id])
+    assert ends == [4, 9, 10, 11]  # the EOS (token 10) alone in step 4
