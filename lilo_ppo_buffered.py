@@ -138,7 +138,8 @@ def rollout(llm, examples: list[dict], n: int, args: Args):
 
 def select_learnable(scores: torch.Tensor, k: int) -> list[int]:
     """Indices of the `k` questions (rows of 0/1 `scores`) with the highest learnability p(1 - p), p the
-    row's mean: questions always or never solved teach nothing. Ties are broken at random."""
+    row's mean: 0 for a question whose completions all agree, which gives a group baseline (GRPO's) no signal and
+    the other algorithms little (LILO's premise). Ties are broken at random."""
     p = scores.mean(1).numpy()
     return np.lexsort((np.random.random(len(p)), -p * (1 - p)))[:k].tolist()
 

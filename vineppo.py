@@ -125,15 +125,15 @@ def rollout(llm, examples: list[dict], n: int, args: Args):
 def response_steps(tokenizer, response: list[int], step_split: str) -> list[int]:
     """End (exclusive token index) of each reasoning step of a response, cut as the papers' code cuts the decoded
     text (common/steps.py): gsm8k, one step per line with the "#### answer" tail in the last; math, lines and
-    sentences, never inside maths, short parts merged and long ones cut again. A token belongs to the step of its
-    first character."""
+    sentences (maths only at its own line breaks), short parts merged, long ones cut again (in maths too, at "=" or
+    "+"). A token belongs to the step of its first character."""
     text = tokenizer.decode(response, skip_special_tokens=True)
     steps = split_gsm8k(text) if step_split == "gsm8k" else split_math(text)
     return step_token_ends(steps, tokenizer, response)
 
 
 def step_advantages(step_ends: list[int], values: list[float], length: int) -> torch.Tensor:
-    """Per-token advantages of one response: every token of step k gets V(s_k+1) - V(s_k)
+    """Per-token advantages of one response: every token of step k (counted from 1) gets V(s_k) - V(s_k-1)
     (gamma = 1, reward only at the end); `values` holds V(s_0) ... V(s_m), V(s_m) the reward."""
     advantages = torch.zeros(length)
     start = 0
@@ -147,7 +147,8 @@ def credit_diagnostics(step_values: list[list[float]], valued_states: list[int])
     """What the Monte-Carlo values do beyond a per-question baseline, from each completion's V(s_0) ... V(s_m) and
     its count of Monte-Carlo-valued states: the step advantages' standard deviation within a completion (mean over
     completions of 2 steps or more), and the share of valued states after a step whose value differs from V(s_0).
-    Both are 0 when every step but the last has advantage 0 (a single step, or values that never move)."""
+    Both are 0 for completions of one step; the spread is 0 when a completion's step advantages are all equal, the
+    moved share when no valued state's value differs from V(s_0)."""
     spreads = [np.std(np.diff(values)) for values in step_values if len(values) > 2]
     moved = [abs(v[k] - v[0]) > 1e-9 for v, valued in zip(step_values, valued_states) for k in range(1, valued)]
     return float(np.mean(spreads)) if spreads else 0.0, float(np.mean(moved)) if moved else 0.0

@@ -75,7 +75,7 @@ def add_to_totals(totals: dict, kind: str, completions: list[list]) -> dict:
 
 def rollout_metrics(scores, unparseable, completions, mask, kl, advantages) -> dict:
     """What every trainer logs about the completions it trains on: accuracy, the shares of questions all right and
-    all wrong (no learning signal for a group-relative or Monte-Carlo advantage), answers missing or cut off, response
+    all wrong (no signal for a group baseline's advantage, little for the others'), answers missing or cut off, response
     length, the KL to the reference (per-token estimates `kl`, summed per sequence) and the advantages."""
     lengths = mask.sum(1).long()
     mean = masked_mean(advantages, mask)
