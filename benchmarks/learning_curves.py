@@ -42,10 +42,6 @@ for algorithm in ALGORITHMS:
     CONFIGS |= {algorithm: (algorithm, []), f"lilo_{algorithm}": (f"lilo_{algorithm}", [])}
     CONFIGS |= {f"{algorithm}_matched": (algorithm, ["matched"])}
     CONFIGS |= {f"{algorithm}_matched_batch": (algorithm, ["matched", "batch"])}
-# learnability predicted before generating (issue #55): LILO's choice from the same pool, generating for the batch alone
-CONFIGS |= {f"lilo_{algorithm}_predicted": (f"lilo_{algorithm}_predicted", []) for algorithm in ALGORITHMS}
-# screening (issue #55's alternative): one completion for each question of LILO's pool, the rest for the chosen alone
-CONFIGS |= {f"lilo_{algorithm}_screened": (f"lilo_{algorithm}_screened", []) for algorithm in ALGORITHMS}
 DEFAULT_CONFIGS = list(CONFIGS)
 # (configuration, its base, what differs): the paired differences the summary reports, when both have run
 COMPARISONS = [
@@ -60,36 +56,33 @@ for algorithm in ALGORITHMS:
         (f"{algorithm}_matched", algorithm, "4x the questions per iteration, 4x the steps"),
         (f"{algorithm}_matched_batch", algorithm, "4x the questions per iteration, 4x the minibatch"),
     ]
-for algorithm in ALGORITHMS:  # named before the runs (docs/results.md): the same generation and update as the base;
-    COMPARISONS += [  # the same update as LILO with a quarter of its generation
-        (f"lilo_{algorithm}_predicted", algorithm, "learnability predicted before generating, the base's generation"),
-        (f"lilo_{algorithm}_predicted", f"lilo_{algorithm}", "prediction instead of LILO's 4x generation"),
-    ]
-for algorithm in ALGORITHMS:  # named before the runs (docs/results.md): 1.75x the base's generation, 0.44x LILO's
-    COMPARISONS += [
-        (f"lilo_{algorithm}_screened", algorithm, "learnability sampling after a one-completion screening"),
-        (f"lilo_{algorithm}_screened", f"lilo_{algorithm}", "a one-completion screening instead of LILO's pool"),
-    ]
-# issue #55's primary comparison, named before its runs: (configuration, base) of each algorithm, paired by
-# (algorithm, seed) and tested together
-PRIMARY = [(f"lilo_{algorithm}_predicted", algorithm) for algorithm in ALGORITHMS]
-# the screened variants' primary comparison, named before their runs: each minus its base at equal generated tokens
-SCREENED_PRIMARY = [(f"lilo_{algorithm}_screened", algorithm) for algorithm in ALGORITHMS]
 # runs logged before a scalar was renamed: old name -> new
 RENAMED = {"charts/train_subset_accuracy": "charts/train_split_accuracy"}
-COLORS = {"ppo": "tab:blue", "vineppo": "tab:orange", "lilo_ppo": "tab:green", "lilo_vineppo": "tab:red",
-          "grpo": "tab:purple", "lilo_grpo": "tab:brown"}  # fmt: skip
+NAMES = {"ppo": "PPO", "vineppo": "VinePPO", "grpo": "GRPO"}
+QUESTIONS = TRAINER_DEFAULTS["questions_per_iteration"]  # the committed runs'; the legends name them
+POOL = QUESTIONS * LILO_OVERSAMPLE
+# a configuration's role beside its base -> its colour, line style and legend entry, the same in every algorithm's
+# panel so that one legend reads them all; the compute-matched baselines dashed, the trainers solid (a legend entry
+# must not start with "_": matplotlib leaves those out)
+ROLES = {
+    "base": ("tab:blue", "-", f"base trainer: {QUESTIONS} questions an iteration"),
+    "lilo": ("tab:red", "-", f"LILO: the {QUESTIONS} most learnable of {POOL} questions"),
+    "matched": ("tab:green", "--", f"*_matched: all {POOL} questions, {LILO_OVERSAMPLE}x the steps"),
+    "matched_batch": ("tab:purple", "-.", f"*_matched_batch: all {POOL}, {LILO_OVERSAMPLE}x the minibatch"),
+}
+POOL_LABEL = f"LILO's candidate pool: {POOL} questions, uniform"
 
 
-def color_and_style(config: str) -> tuple[str, str | tuple]:
-    """A compute-matched baseline: its base trainer's colour, dashed (4x the steps) or dotted (4x the minibatch); a
-    predicted variant: its LILO trainer's, dash-dotted; a screened variant: its LILO trainer's, dash-dot-dotted."""
-    if config.endswith("_predicted"):
-        return COLORS[config.removesuffix("_predicted")], "-."
-    if config.endswith("_screened"):
-        return COLORS[config.removesuffix("_screened")], (0, (5, 1, 1, 1, 1, 1))
-    base = config.removesuffix("_batch").removesuffix("_matched")
-    return COLORS[base], {base: "-", f"{base}_matched": "--"}.get(config, ":")
+def role(config: str) -> str:
+    """What a configuration is beside its base trainer: a ROLES key."""
+    if config.startswith("lilo_"):
+        return "lilo"
+    return next((name for name in ("matched_batch", "matched") if config.endswith(f"_{name}")), "base")
+
+
+def algorithm_of(config: str) -> str:
+    """The ALGORITHMS entry whose panel a configuration is drawn in."""
+    return config.removeprefix("lilo_").removesuffix("_batch").removesuffix("_matched")
 
 
 def config_flags(config: str, trainer_args: str) -> list[str]:
@@ -260,14 +253,14 @@ def accuracy_at_equal_budget(table: pd.DataFrame, base: pd.DataFrame, budget: st
     return differences
 
 
-def band(ax, table: pd.DataFrame, x: str, y: str, label: str, color: str, style: str | tuple = "-") -> None:
+def band(ax, table: pd.DataFrame, x: str, y: str, label: str, color: str, style: str = "-") -> None:
     """Mean over seeds as a line, its 95% interval over seeds (mean_interval) as a shaded band."""
     points = table.reset_index().dropna(subset=[y]).groupby("iteration")
     intervals = points[y].apply(lambda v: pd.Series(mean_interval(v), index=["mean", "low", "high"])).unstack()
     xs = points[x].mean()
     marker = "o" if y == "charts/test_accuracy" else None
-    ax.plot(xs, intervals["mean"], linestyle=style, color=color, label=label, marker=marker, markersize=3)
-    ax.fill_between(xs, intervals["low"], intervals["high"], color=color, alpha=0.12)
+    ax.plot(xs, intervals["mean"], linestyle=style, color=color, label=label, marker=marker, markersize=4, lw=1.8)
+    ax.fill_between(xs, intervals["low"], intervals["high"], color=color, alpha=0.12, lw=0)
 
 
 def smoothed(table: pd.DataFrame, column: str, window: int = 5) -> pd.Series:
@@ -275,86 +268,102 @@ def smoothed(table: pd.DataFrame, column: str, window: int = 5) -> pd.Series:
     return table.groupby("seed")[column].transform(lambda x: x.rolling(window, min_periods=1).mean())
 
 
-def finish(fig, ax, path: Path, title: str, **labels) -> None:
-    """A per-iteration plot of smoothed curves: its title and labels, the legend beside it, saved to `path`."""
-    ax.set(xlabel="iteration", title=title + "\nmean of the last 5 iterations; band: 95% interval over seeds", **labels)
-    ax.legend(fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+# the x axes the figures can use: column -> its axis label, and its name in a title
+AXES = {
+    "iteration": ("iteration", "iterations"),
+    "generated_k": ("generated tokens (thousands)", "generated tokens"),  # rollouts, pools, Monte-Carlo rollouts
+    "trained_k": ("trained tokens (thousands)", "trained tokens"),
+    "train_minutes": ("training minutes (no evaluation)", "training minutes"),
+}
+
+
+def grid(plt, curves: list[tuple], xs: list[str], path: Path, title: str, ylabel: str, **settings) -> np.ndarray:
+    """One column of panels per algorithm, one row per x axis (an AXES key), y shared: each panel the curves of its
+    algorithm, given as (algorithm, table, y column, colour, style, label); one legend for the figure below it.
+    `title` may name the x axes drawn as {xs}. Returns the panels, rows by columns."""
+    algorithms = [a for a in ALGORITHMS if any(c[0] == a for c in curves)]
+
+    def has(table, column):
+        return column in table or column == table.index.name
+
+    xs = [x for x in xs if any(has(c[1], x) for c in curves)]  # runs older than the token counts have none
+    plt.rcParams.update({"font.size": 12, "axes.titlesize": 13, "legend.fontsize": 12})  # read at ~900 px wide
+    fig, axes = plt.subplots(
+        len(xs), len(algorithms), figsize=(3.4 * len(algorithms) + 0.6, 2.9 * len(xs) + 1.4), sharey=True,
+        squeeze=False, layout="constrained",
+    )  # fmt: skip
+    for x, row in zip(xs, axes):
+        for algorithm, ax in zip(algorithms, row):
+            for name, table, y, color, style, label in curves:
+                if name == algorithm and has(table, x) and has(table, y):
+                    band(ax, table, x, y, label, color, style)
+            ax.set(xlabel=AXES[x][0], **settings)
+            ax.grid(alpha=0.3)
+        row[0].set_ylabel(ylabel)
+    for algorithm, ax in zip(algorithms, axes[0]):
+        ax.set_title(NAMES[algorithm], fontweight="bold")
+    legend = {}  # label -> line, in the order drawn; the same roles recur in every panel
+    for ax in axes.flat:
+        legend |= {label: line for line, label in zip(*ax.get_legend_handles_labels()) if label not in legend}
+    ncol = 2 if len(algorithms) == 3 else 1  # two columns of entries fit three panels' width, not fewer
+    fig.legend(legend.values(), legend.keys(), loc="outside lower center", ncol=ncol, frameon=False)
+    fig.suptitle(title.format(xs=" and ".join(AXES[x][1] for x in xs)))
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return axes
 
 
 def plot(tables: dict[str, pd.DataFrame], out: Path) -> None:
+    """test_accuracy.png: held-out accuracy against iterations and generated tokens; test_accuracy_budgets.png: the
+    same against trained tokens and training minutes; zero_variance_share.png; learnability.png (LILO's pool and
+    choice). One column per algorithm: its base trainer, its LILO trainer and their compute-matched baselines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     seeds = max(t["seed"].nunique() for t in tables.values())
-    subset = "charts/train_split_accuracy"
-    with_subset = {config: table.dropna(subset=[subset]) for config, table in tables.items() if subset in table}
-    counts = {  # rollouts, LILO's pools and Monte-Carlo rollouts alike; what the update saw
-        "charts/cumulative_tokens_generated": ("tokens generated for training (thousands)", "against generation"),
-        "charts/cumulative_tokens_trained": ("tokens trained on (thousands)", "against trained tokens"),
-    }
-    counts = {count: texts for count, texts in counts.items() if any(count in t for t in tables.values())}
-    panels = 2 + len(counts) + bool(with_subset)
-    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels + 0.5, 4.5), sharey=True)
-    for config, table in tables.items():
-        color, style = color_and_style(config)
-        band(axes[0], table, "iteration", "charts/test_accuracy", config, color, style)
-        band(axes[1], table, "train_minutes", "charts/test_accuracy", config, color, style)
-    axes[0].set(
-        xlabel="iteration",
-        ylabel="accuracy (greedy)",
-        title=f"held-out test accuracy: mean, 95% interval over seeds (up to {seeds})",
-    )
-    axes[1].set(xlabel="training wall-clock (minutes, evaluation excluded)", title="the same against time")
-    for ax, (count, (xlabel, title)) in zip(axes[2:], counts.items()):
-        for config, table in tables.items():
-            if count in table:  # none counted before iteration 1
-                table = table.assign(ktokens=table[count].mask(table.index == 0, 0) / 1e3)
-                band(ax, table, "ktokens", "charts/test_accuracy", config, *color_and_style(config))
-        ax.set(xlabel=xlabel, title=f"the same {title}")
-    for config, table in with_subset.items():
-        color, style = color_and_style(config)
-        band(axes[-1], table, "iteration", subset, f"{config} (seeds: {table['seed'].nunique()})", color, style)
-    if with_subset:
-        axes[-1].set(xlabel="iteration", title="fixed subset of training questions")
-        axes[-1].legend(fontsize=8)
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "test_accuracy.png", dpi=120)
+    tables = dict(tables)  # the caller's stay as they were
+    counts = {"generated_k": "charts/cumulative_tokens_generated", "trained_k": "charts/cumulative_tokens_trained"}
+    for config, table in tables.items():  # generated: rollouts, LILO's pools and Monte-Carlo rollouts alike
+        counted = {x: table[count].mask(table.index == 0, 0) / 1e3 for x, count in counts.items() if count in table}
+        tables[config] = table.assign(**counted)  # none counted before iteration 1
+    configs = [(algorithm_of(c), c) for c in tables]
+    band_text = f"mean over {seeds} seeds, band: 95% interval over seeds"
+    accuracy = [(a, tables[c], "charts/test_accuracy", *ROLES[role(c)]) for a, c in configs]
+    title = f"Held-out test accuracy against {{xs}}\ngreedy; {band_text}"
+    grid(plt, accuracy, ["iteration", "generated_k"], out / "test_accuracy.png", title, "held-out accuracy")
+    title = f"Held-out test accuracy against {{xs}}\ngreedy; {band_text}"
+    grid(plt, accuracy, ["trained_k", "train_minutes"], out / "test_accuracy_budgets.png", title, "held-out accuracy")
 
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    for config, table in tables.items():
-        color, style = color_and_style(config)
-        table = table.assign(zero=table["charts/all_correct_share"] + table["charts/all_wrong_share"])
-        table = table.assign(zero=smoothed(table, "zero"))
-        sampling = "learnability" if config.startswith("lilo") else "uniform"
-        band(ax, table, "iteration", "zero", f"{config}: trained ({sampling})", color, style)
-        if "charts/pool_all_correct_share" in table and not config.endswith("_screened"):  # a screening's one
-            # completion per question is all right or all wrong: the pool's share would read 100%
-            pool = table.assign(zero=table["charts/pool_all_correct_share"] + table["charts/pool_all_wrong_share"])
-            pool = pool.assign(zero=smoothed(pool, "zero"))
-            band(ax, pool, "iteration", "zero", f"{config}: candidate pool (uniform)", color, ":")
-    title = "questions whose completions were all right or all wrong (no learning signal)"
-    finish(fig, ax, out / "zero_variance_share.png", title, ylabel="share of questions", ylim=(0, 1))
+    # against iterations alone: the share is a property of each iteration's choice and barely moves over a run, so
+    # against generated tokens it would only stretch the same flat lines (LILO's 4x along x)
+    curves = []
+    for algorithm, config in configs:
+        table = tables[config]
+        zero = smoothed(table.assign(zero=table["charts/all_correct_share"] + table["charts/all_wrong_share"]), "zero")
+        color, style, label = ROLES[role(config)]
+        curves.append((algorithm, table.assign(zero=zero), "zero", color, style, label))
+        if "charts/pool_all_correct_share" in table:
+            pool = table["charts/pool_all_correct_share"] + table["charts/pool_all_wrong_share"]
+            pool = smoothed(table.assign(zero=pool), "zero")
+            curves.append((algorithm, table.assign(zero=pool), "zero", color, ":", POOL_LABEL))
+    title = "Trained questions whose completions were all right or all wrong (no learning signal)\n"
+    title += f"mean of the last 5 iterations, {band_text}"
+    grid(plt, curves, ["iteration"], out / "zero_variance_share.png", title, "share of questions", ylim=(0, 1))
 
-    if not any("charts/batch_learnability" in table for table in tables.values()):
-        return
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    for config, table in tables.items():
-        if "charts/batch_learnability" in table:
-            for column, label, style in [
-                ("charts/batch_learnability", "trained batch", "-"),
-                ("charts/pool_learnability", "candidate pool", "--"),
-            ]:
-                if column not in table or config.endswith("_screened") and "pool" in column:
-                    continue  # the predicted variants never see their pool's outcomes, the screened ones one each
-                smooth = table.assign(y=smoothed(table, column))
-                band(ax, smooth, "iteration", "y", f"{config}: {label}", color_and_style(config)[0], style)
-    title = "learnability p(1-p) of the trained questions vs the pool they were picked from"
-    finish(fig, ax, out / "learnability.png", title, ylabel="mean p(1-p)", ylim=(0, 0.26))
+    curves = []
+    lines = {"charts/batch_learnability": ("-", f"LILO: the {QUESTIONS} questions trained on"),
+             "charts/pool_learnability": (":", POOL_LABEL)}  # fmt: skip
+    for algorithm, config in configs:
+        for column, (style, label) in lines.items():
+            if column in tables[config]:  # logged by the LILO trainers alone: the others train on what they draw
+                smooth = tables[config].assign(y=smoothed(tables[config], column))
+                curves.append((algorithm, smooth, "y", ROLES["lilo"][0], style, label))
+    if curves:
+        title = "Learnability p(1-p) of LILO's trained questions and of the pool they were picked from\n"
+        title += f"mean of the last 5 iterations, {band_text}"
+        grid(plt, curves, ["iteration"], out / "learnability.png", title, "mean p(1-p)", ylim=(0, 0.26))
 
 
 BIG = (0.0, np.inf)  # the bounds of a count or a duration
@@ -381,19 +390,6 @@ def bonferroni(p_values: list[float]) -> list[float]:
     return [p if np.isnan(p) else min(1.0, p * tested) for p in p_values]
 
 
-def bonferroni_by_family(configs: list[str], p_values: list[float]) -> list[float]:
-    """Bonferroni within each family of comparisons, those named together before their runs: the 60 runs' (issue
-    #35), the predicted variants' and the screened variants' (issue #55), so that a new study leaves the others'
-    adjusted p-values as they were."""
-    families = [config.rsplit("_", 1)[-1] if config.endswith(("_predicted", "_screened")) else "" for config in configs]
-    adjusted = list(p_values)
-    for family in set(families):
-        members = [i for i, f in enumerate(families) if f == family]
-        for i, value in zip(members, bonferroni([p_values[i] for i in members])):
-            adjusted[i] = value
-    return adjusted
-
-
 def per_seed(table: pd.DataFrame, column: str, how: str = "mean") -> pd.Series:
     """One value per seed: the mean over iterations >= 1, or the value at the last iteration."""
     logged = table.loc[table.index > 0].dropna(subset=[column]) if how == "mean" else table.dropna(subset=[column])
@@ -412,37 +408,6 @@ def test_grades(out: Path, config: str, iteration: int) -> dict:
         if len(rows):
             grades[seed] = (rows["question"].tolist(), rows["correct"].to_numpy())
     return grades
-
-
-def primary_differences(tables: dict[str, pd.DataFrame], out: Path) -> list[float]:
-    """Issue #55's primary comparison: final held-out accuracy, each PRIMARY configuration minus its base, for every
-    (algorithm, seed) that both ran, graded on the same questions."""
-    diffs = []
-    for config, base in PRIMARY:
-        last = min(tables[config].index.max(), tables[base].index.max())
-        a, b = test_grades(out, config, last), test_grades(out, base, last)
-        for seed in sorted(set(a) & set(b)):
-            if a[seed][0] != b[seed][0]:
-                raise SystemExit(f"error: {config} and {base} seed {seed} were graded on different test questions")
-            diffs.append(float(np.mean(a[seed][1]) - np.mean(b[seed][1])))
-    return diffs
-
-
-def screened_primary_differences(tables: dict[str, pd.DataFrame]) -> list[float]:
-    """The screened variants' primary comparison: held-out accuracy at equal generated tokens, each SCREENED_PRIMARY
-    configuration minus its base, for every (algorithm, seed) that both ran."""
-    tokens = "charts/cumulative_tokens_generated"
-    return [d for a, b in SCREENED_PRIMARY for d in accuracy_at_equal_budget(tables[a], tables[b], tokens).values()]
-
-
-def pooled_test(diffs: list[float]) -> str:
-    """A pooled paired comparison in words: its pairs, mean and 95% t interval in points, p and positive pairs."""
-    mean, low, high = mean_interval(diffs, bounds=(-1.0, 1.0))
-    return (
-        f"{len(diffs)} pairs, {100 * mean:+.1f} points [95% t interval {100 * low:+.1f}, {100 * high:+.1f}], "
-        f"two-sided paired t-test p = {p_text(paired_t_p(diffs))}; positive in {sum(d > 0 for d in diffs)} of "
-        f"{len(diffs)}."
-    )
 
 
 def section(title: str, text: str, columns: list[str] | None = None) -> list[str]:
@@ -497,11 +462,11 @@ def summary(tables: dict[str, pd.DataFrame], out: Path) -> str:
             "Each seed trains both configurations and grades them on the same test questions (its own, as the seed "
             "generates them). Difference: mean over seeds, in accuracy points ×100; 95% interval: a two-level "
             "bootstrap (10,000 resamples of the seeds, then of each drawn seed's questions); p: a two-sided paired "
-            "t-test over the seeds' differences; adjusted p: Bonferroni's, p times the number of comparisons in its "
-            "family: the 60 runs' 17, each variant's 6, named together before their runs (a difference is "
-            "significant at 5% when its adjusted p is under 0.05). Iterations to reach: the first evaluated iteration "
-            "at which the configuration reaches its base's final accuracy on the same seed; tokens to reach: what it "
-            "had generated for training by then (both 0 when the base ended no higher than where the two started).",
+            "t-test over the seeds' differences; adjusted p: Bonferroni's, p times the number of comparisons in the "
+            "table (the 60 runs' 17, named together before their runs; a difference is significant at 5% when its "
+            "adjusted p is under 0.05). Iterations to reach: the first evaluated iteration at which the configuration "
+            "reaches its base's final accuracy on the same seed; tokens to reach: what it had generated for training "
+            "by then (both 0 when the base ended no higher than where the two started).",
             "",
             "| configuration − base | what differs | seeds | difference [95% bootstrap CI] | p | adjusted p "
             "| iterations to reach the base's final acc.: median (range), seeds that reached it | tokens to reach "
@@ -530,23 +495,10 @@ def summary(tables: dict[str, pd.DataFrame], out: Path) -> str:
         spent = f"{np.median(spent) / 1e3:.0f}" if spent else "n/a"
         interval = f"[{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
         head = f"| {config} − {base} | {what} | {d['seeds']} | {100 * d['difference']:+.1f} {interval}"
-        rows.append((config, head, d["p"], f"| {when} | {spent} |"))
-    adjusted = bonferroni_by_family([config for config, *_ in rows], [p for _, _, p, _ in rows])
-    for (_, head, p, tail), adjusted_p in zip(rows, adjusted):
+        rows.append((head, d["p"], f"| {when} | {spent} |"))
+    adjusted = bonferroni([p for _, p, _ in rows])
+    for (head, p, tail), adjusted_p in zip(rows, adjusted):
         lines.append(f"{head} | {p_text(p)} | {p_text(adjusted_p)} {tail}")
-    if all(config in tables and base in tables for config, base in PRIMARY):
-        lines += section(
-            "The primary comparison of issue #55, pooled over the three algorithms",
-            "Learnability predicted before generating minus its base trainer (the same generation and update), final "
-            f"held-out accuracy paired by algorithm and seed: {pooled_test(primary_differences(tables, out))}",
-        )
-    if all(config in tables and base in tables for config, base in SCREENED_PRIMARY):
-        lines += section(
-            "The screened variants' primary comparison, pooled over the three algorithms",
-            "Learnability sampling after a one-completion screening minus its base trainer, held-out accuracy at "
-            "equal generated tokens (each pair read at the cheaper run's final budget, interpolated), paired by "
-            f"algorithm and seed: {pooled_test(screened_primary_differences(tables))}",
-        )
     budgeted = [(a, b) for a, b, _ in comparisons if all(k in tables[a] and k in tables[b] for k in BUDGETS)]
     if budgeted:
         lines += section(
@@ -567,40 +519,6 @@ def summary(tables: dict[str, pd.DataFrame], out: Path) -> str:
                 positive = f"{sum(d > 0 for d in diffs)}/{len(diffs)}"
                 cells.append(f"{100 * mean:+.1f}{interval}, p {p_text(paired_t_p(diffs))}, {positive}")
             lines.append(f"| {config} − {base} | {' | '.join(cells)} |")
-    predicted = [c for c in tables if "charts/predicted_spearman" in tables[c]]
-    if predicted:
-        lines += section(
-            "Learnability predicted before generating",
-            "Per seed, then a 95% Student-t interval over seeds. Spearman: the rank correlation of the predicted and "
-            "the observed solve rates over every question the run predicted and then generated for (its value at "
-            "the last iteration). p(1-p): the mean over iterations of the trained questions' learnability, observed "
-            "(from their completions) and predicted, and the pool's predicted; LILO's trained questions for "
-            "comparison. Time: the prediction's seconds per iteration and their share of the iteration.",
-            [
-                "configuration",
-                "Spearman",
-                "trained p(1-p), observed",
-                "trained p(1-p), predicted",
-                "pool p(1-p), predicted",
-                "time to predict (s)",
-                "share of the iteration",
-            ],  # fmt: skip
-        )
-        lilo = [c.removesuffix("_predicted") for c in predicted if c.removesuffix("_predicted") in tables]
-        for config in predicted + lilo:
-            t = tables[config]
-            if "time/predict" in t:
-                t = t.assign(predict_share=t["time/predict"] / t["time/iteration"])
-            cells = [  # column, per seed (mean over iterations or last), digits, what it can take
-                ("charts/predicted_spearman", "last", 2, (-1, 1)),
-                ("charts/batch_learnability", "mean", 3, (0, 0.25)),
-                ("charts/batch_predicted_learnability", "mean", 3, (0, 0.25)),
-                ("charts/pool_predicted_learnability", "mean", 3, (0, 0.25)),
-                ("time/predict", "mean", 1, BIG),
-            ]
-            text = [interval_text(per_seed(t, c, how), d, bounds=b) if c in t else "-" for c, how, d, b in cells]
-            share = interval_text(per_seed(t, "predict_share"), percent=True) if "predict_share" in t else "-"
-            lines.append(f"| {config} | {' | '.join(text)} | {share} |")
     vine = [c for c in tables if "charts/step_advantage_spread" in tables[c]]
     if vine:
         lines += [
@@ -627,7 +545,7 @@ def summary(tables: dict[str, pd.DataFrame], out: Path) -> str:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", "--trainers", nargs="+", default=DEFAULT_CONFIGS, choices=list(CONFIGS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5])
     parser.add_argument("--iterations", type=int, default=20)

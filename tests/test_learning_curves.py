@@ -29,12 +29,27 @@ def test_mean_interval_stays_within_what_the_quantity_can_take():
     assert lc.mean_interval([1.0, 3.0], bounds=(1, np.inf))[1:] == (1, pytest.approx(2 + 12.706205))
 
 
-def test_bonferroni_holds_within_each_family_of_comparisons():
-    """The 60 runs' comparisons, the predicted variants' and the screened variants' are corrected apart: adding a
-    study leaves the others' adjusted p-values alone."""
-    configs = ["vineppo", "lilo_ppo", "lilo_ppo_predicted", "lilo_grpo_screened", "lilo_ppo_screened"]
-    adjusted = lc.bonferroni_by_family(configs, [0.01, 0.02, 0.03, 0.04, float("nan")])
-    assert adjusted[:4] == pytest.approx([0.02, 0.04, 0.03, 0.04]) and np.isnan(adjusted[4])
+def test_the_summary_corrects_each_p_value_over_the_tables_comparisons(tmp_path):
+    """The 60 runs' 17 comparisons are one family: the summary's adjusted p is each p times the number of
+    comparisons in its table. Two seeds here, so each t-test has one degree of freedom (a Cauchy distribution: p = 1
+    - 2 arctan|t| / pi): vineppo - ppo differs by 0.3 and 0.4 (t = 7), grpo - ppo by 0.1 and 0 (t = 1)."""
+    assert len(lc.COMPARISONS) == 17  # the family docs/results.md names
+    right = {"ppo": (2, 3), "vineppo": (5, 7), "grpo": (3, 3)}  # of 10 questions, on seeds 1 and 2
+    tables = {}
+    for config, counts in right.items():
+        runs = []
+        for seed, count in zip((1, 2), counts):
+            rows = {"charts/test_accuracy": [0.1, count / 10], "charts/all_correct_share": [np.nan, 0.0],
+                    "charts/all_wrong_share": [np.nan, 0.5], "train_minutes": [0.0, 1.0],
+                    "time/iteration": [np.nan, 60.0]}  # fmt: skip
+            runs.append(pd.DataFrame(rows, index=pd.Index([0, 4], name="iteration")).assign(seed=seed))
+            grades = [{"iteration": 4, "question": f"q{i}", "correct": int(i < count)} for i in range(10)]
+            pd.DataFrame(grades).to_csv(tmp_path / f"{config}__seed{seed}__test.csv", index=False)
+        tables[config] = pd.concat(runs)
+    text = lc.summary(tables, tmp_path)
+    p_vine, p_grpo = 1 - 2 * np.arctan(7) / np.pi, 1 - 2 * np.arctan(1) / np.pi
+    assert f"| {p_vine:.3f} | {2 * p_vine:.3f} |" in text.split("| vineppo − ppo |")[1].splitlines()[0]
+    assert f"| {p_grpo:.3f} | 1.000 |" in text.split("| grpo − ppo |")[1].splitlines()[0]  # 2p, at most 1
 
 
 def test_bonferroni_multiplies_by_the_comparisons_that_have_a_p_value():
@@ -125,9 +140,7 @@ def test_matched_configurations_generate_what_lilo_generates():
     # the equal-step control: LILO's pool, trained on in as many optimiser steps as the base takes
     batch = lc.config_flags("grpo_matched_batch", "--minibatch-size 16")
     assert batch == ["--questions-per-iteration", "16", "--minibatch-size", "64"]
-    assert lc.config_flags("lilo_grpo_predicted", "") == []  # the LILO pool, generating for the batch alone
-    assert lc.config_flags("lilo_grpo_screened", "") == []  # the LILO pool, screened
-    assert len(lc.DEFAULT_CONFIGS) == 18
+    assert len(lc.DEFAULT_CONFIGS) == 12
 
 
 @pytest.mark.parametrize("trainer", ["ppo", "vineppo", "grpo"])
@@ -135,8 +148,6 @@ def test_the_scripts_defaults_are_the_trainers(trainer):
     args = __import__(trainer).Args()
     assert {name: getattr(args, name) for name in lc.TRAINER_DEFAULTS} == lc.TRAINER_DEFAULTS
     assert __import__(f"lilo_{trainer}").Args().oversample == lc.LILO_OVERSAMPLE
-    assert __import__(f"lilo_{trainer}_predicted").Args().oversample == lc.LILO_OVERSAMPLE
-    assert __import__(f"lilo_{trainer}_screened").Args().oversample == lc.LILO_OVERSAMPLE
 
 
 def test_a_short_run_writes_paired_grades_and_a_summary(tiny_model, tmp_path):
@@ -187,51 +198,49 @@ def test_a_trainer_stopped_before_its_first_iteration_is_reported_as_stopped(tmp
         lc.run_to_csv("ppo", 1, args, tmp_path / "ppo__seed1.csv")
 
 
-def test_the_primary_comparison_pairs_each_algorithm_and_seed(tmp_path):
-    """Issue #55's pooled comparison: one difference per (algorithm, seed) that both configurations ran, at the
-    last iteration both reached, on the same questions."""
-    tables = {}
-    for algorithm, (right_predicted, right_base) in zip(lc.ALGORITHMS, [(3, 2), (2, 2), (1, 2)]):
-        for config, right in [(f"lilo_{algorithm}_predicted", right_predicted), (algorithm, right_base)]:
-            tables[config] = curve(1, {0: 0.0, 4: 0.0})
-            grades = [{"iteration": 4, "question": f"q{i}", "correct": int(i < right)} for i in range(4)]
-            pd.DataFrame(grades).to_csv(tmp_path / f"{config}__seed1__test.csv", index=False)
-    assert lc.primary_differences(tables, tmp_path) == [0.25, 0.0, -0.25]
+def test_every_configuration_has_its_roles_colour_in_its_algorithms_panel():
+    """Base, LILO, _matched and _matched_batch: the same colour and line style in every algorithm's panel, so that
+    one legend reads them all, and four distinct ones within a panel."""
+    for algorithm in lc.ALGORITHMS:
+        configs = [algorithm, f"lilo_{algorithm}", f"{algorithm}_matched", f"{algorithm}_matched_batch"]
+        assert [lc.role(c) for c in configs] == list(lc.ROLES)
+        assert {lc.algorithm_of(c) for c in configs} == {algorithm}
+    assert len({(color, style) for color, style, _ in lc.ROLES.values()}) == len(lc.ROLES)
+    assert all(not label.startswith("_") for *_, label in lc.ROLES.values())  # matplotlib would leave it out
+    assert {lc.algorithm_of(c) for c in lc.CONFIGS} == set(lc.ALGORITHMS)
 
 
-def test_the_screened_primary_comparison_reads_each_pair_at_equal_generated_tokens():
-    """The screened variants' pooled comparison: per (algorithm, seed), both runs at the cheaper one's final count of
-    generated tokens. Screening generates more per iteration: at the base's 200 tokens it is read at its iteration 2
-    (0.2 + 0.1), the base at its last (0.25, 0.3, 0.35)."""
+def test_the_plots_draw_one_column_per_algorithm(tmp_path, monkeypatch):
+    """Two algorithms' configurations: two columns, in ALGORITHMS' order; held-out accuracy in a row against
+    iterations and one against generated tokens, each panel its algorithm's runs in their roles' colours; the
+    zero-variance share against iterations alone, with LILO's pool as a dotted line; every figure written."""
     tokens = "charts/cumulative_tokens_generated"
-    tables = {}
-    for algorithm, base_end in zip(lc.ALGORITHMS, [0.25, 0.3, 0.35]):
-        tables[f"lilo_{algorithm}_screened"] = curve(1, {0: 0.2, 4: 0.4}).assign(**{tokens: [np.nan, 400]})
-        tables[algorithm] = curve(1, {0: 0.2, 4: base_end}).assign(**{tokens: [np.nan, 200]})
-    assert lc.screened_primary_differences(tables) == pytest.approx([0.05, 0.0, -0.05])
-
-
-def test_the_plots_draw_every_kind_of_configuration(tmp_path):
-    """A base, a compute-matched baseline, a predicted and a screened variant: each its colour and line style (the
-    screened variants' is a dash pattern, which matplotlib takes as a line style, not in a format string)."""
     rows = {"charts/test_accuracy": [0.2, np.nan, 0.3], "train_minutes": [0.0, 0.5, 1.0],
-            "charts/all_correct_share": [np.nan, 0.0, 0.25], "charts/all_wrong_share": [np.nan, 0.5, 0.25]}  # fmt: skip
+            "charts/all_correct_share": [np.nan, 0.0, 0.25], "charts/all_wrong_share": [np.nan, 0.5, 0.25],
+            tokens: [np.nan, 100, 200], "charts/cumulative_tokens_trained": [np.nan, 100, 200]}  # fmt: skip
+    lilo = {"charts/pool_all_correct_share": [np.nan, 0.25, 0.25], "charts/pool_all_wrong_share": [np.nan, 0.5, 0.5],
+            "charts/batch_learnability": [np.nan, 0.2, 0.2],
+            "charts/pool_learnability": [np.nan, 0.1, 0.1]}  # fmt: skip
     tables = {}
-    for config in ["grpo", "grpo_matched_batch", "lilo_grpo_predicted", "lilo_grpo_screened"]:
-        tables[config] = pd.DataFrame(rows).assign(seed=1).rename_axis("iteration")
+    for config in ["grpo", "lilo_grpo", "grpo_matched", "grpo_matched_batch", "ppo"]:
+        table = pd.DataFrame(rows | (lilo if config.startswith("lilo") else {}))
+        tables[config] = table.assign(seed=1).rename_axis("iteration")
+    panels, real_grid = {}, lc.grid
+
+    def grid(plt, curves, xs, path, *args, **kwargs):  # the real one, its panels kept by figure
+        panels[path.name] = real_grid(plt, curves, xs, path, *args, **kwargs)
+        return panels[path.name]
+
+    monkeypatch.setattr(lc, "grid", grid)
     lc.plot(tables, tmp_path)
-    assert (tmp_path / "test_accuracy.png").exists() and (tmp_path / "zero_variance_share.png").exists()
-
-
-def test_the_summary_reports_the_predictors_figures_per_seed(tmp_path):
-    """Spearman at the last iteration (the run's whole record), the rest averaged over iterations 1 on."""
-    rows = {"charts/test_accuracy": [0.2, np.nan, 0.3], "charts/all_correct_share": [np.nan, 0.0, 0.25],
-            "charts/all_wrong_share": [np.nan, 0.5, 0.25], "train_minutes": [0.0, 0.5, 1.0],
-            "time/iteration": [np.nan, 30.0, 30.0], "time/predict": [np.nan, 3.0, 6.0],
-            "charts/predicted_spearman": [np.nan, 0.2, 0.4], "charts/batch_learnability": [np.nan, 0.1, 0.2],
-            "charts/batch_predicted_learnability": [np.nan, 0.2, 0.2],
-            "charts/pool_predicted_learnability": [np.nan, 0.1, 0.1]}  # fmt: skip
-    table = pd.DataFrame(rows).assign(seed=1)
-    table.index.name = "iteration"
-    text = lc.summary({"lilo_grpo_predicted": table}, tmp_path)
-    assert "| lilo_grpo_predicted | 0.40 | 0.150 | 0.200 | 0.100 | 4.5 | 15.0% |" in text
+    accuracy = panels["test_accuracy.png"]
+    assert accuracy.shape == (2, 2) and [ax.get_title() for ax in accuracy[0]] == ["PPO", "GRPO"]
+    assert [ax.get_xlabel() for ax in accuracy[:, 1]] == ["iteration", "generated tokens (thousands)"]
+    grpo = accuracy[1, 1].get_lines()
+    assert [(line.get_color(), line.get_linestyle()) for line in grpo] == [s[:2] for s in lc.ROLES.values()]
+    assert list(grpo[1].get_xdata()) == [0, 0.2]  # LILO's thousands of generated tokens at its evaluations
+    assert len(accuracy[1, 0].get_lines()) == 1  # PPO: its base alone
+    zero = panels["zero_variance_share.png"]
+    assert zero.shape == (1, 2) and [line.get_linestyle() for line in zero[0, 1].get_lines()].count(":") == 1
+    for name in ["test_accuracy.png", "test_accuracy_budgets.png", "zero_variance_share.png", "learnability.png"]:
+        assert (tmp_path / name).exists()
