@@ -333,7 +333,6 @@ def plot(tables: dict[str, pd.DataFrame], out: Path) -> None:
     accuracy = [(a, tables[c], "charts/test_accuracy", *ROLES[role(c)]) for a, c in configs]
     title = f"Held-out test accuracy against {{xs}}\ngreedy; {band_text}"
     grid(plt, accuracy, ["iteration", "generated_k"], out / "test_accuracy.png", title, "held-out accuracy")
-    title = f"Held-out test accuracy against {{xs}}\ngreedy; {band_text}"
     grid(plt, accuracy, ["trained_k", "train_minutes"], out / "test_accuracy_budgets.png", title, "held-out accuracy")
 
     # against iterations alone: the share is a property of each iteration's choice and barely moves over a run, so
