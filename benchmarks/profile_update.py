@@ -34,7 +34,7 @@ if __name__ == "__main__":
     generator = torch.Generator().manual_seed(0)
     responses = [torch.randint(100, 40000, (args.response,), generator=generator).tolist() for _ in prompts]
     batch = pad_batch(prompts, responses, tokenizer.eos_token_id)
-    rows, width = torch.arange(len(prompts)), batch["width"]
+    rows, width = torch.arange(len(prompts)), batch["input_ids"].shape[1] - args.response
     policy = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     value_net = AutoModelForTokenClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
     optimizers = [torch.optim.AdamW(m.parameters(), lr=1e-7, weight_decay=0) for m in (policy, value_net)]

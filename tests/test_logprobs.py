@@ -123,3 +123,55 @@ def test_shared_prompts_give_the_plain_values_and_gradients(tiny_model):
 
     value_net = AutoModelForTokenClassification.from_pretrained(tiny_model, num_labels=1, dtype=torch.float32)
     assert_close(*shared_and_plain(value_net, lambda b, rows: response_outputs(value_net, b, rows, False)[..., 0]))
+
+
+@pytest.mark.parametrize(("top_p", "bf16"), [(1.0, False), (0.9, False), (0.9, True)])
+def test_chunked_log_probs_are_those_of_the_whole_logits(model, top_p, bf16, monkeypatch):
+    """The log-probs, entropies and top-p log-probs, and the parameter gradients of the log-probs, computed from the
+    logits a chunk of 3 tokens at a time (forward and backward), equal those of the whole logits as the model returns
+    them, differentiated by autograd (to float rounding; under bf16 autocast, to bf16's); the output head is given
+    back after each pass."""
+    from common import logprobs
+
+    tolerance = 3e-2 if bf16 else 1e-5  # bf16 keeps 8 bits of mantissa: products rounded in another order differ
+
+    monkeypatch.setattr(logprobs, "chunk_tokens", lambda vocabulary: 3)  # 7 response tokens x 2 rows: 5 chunks
+    batch = pad_batch([[10, 11, 12], [13, 14]], [[15, 16, 17, 18, 19, 20, 21], [22, 23]], pad_id=0)
+    rows, width, mask = torch.arange(2), 3, batch["mask"]
+    head = model.get_output_embeddings()
+    weights = torch.linspace(-1, 1, 14).view(2, 7)  # a gradient that differs per token
+
+    model.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        logp, entropy, sampling_logp = response_logprobs(model, batch, rows, 0.7, top_p)
+    (logp * weights * mask).sum().backward()
+    chunked = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    assert model.get_output_embeddings() is head
+
+    model.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        logits = model(**logprobs.model_inputs(batch, rows)).logits[:, width - 1 : -1]
+    logp_all = torch.log_softmax(logits.float() / 0.7, -1)
+    expected = logp_all.gather(-1, batch["input_ids"][:, width:, None]).squeeze(-1)
+    (expected * weights * mask).sum().backward()
+    whole = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    real = mask.bool()
+    assert torch.allclose(logp[real], expected[real].detach(), atol=tolerance)
+    assert torch.allclose(entropy[real], -(logp_all.exp() * logp_all).sum(-1)[real].detach(), atol=10 * tolerance)
+    nucleus = expected - logprobs.nucleus_log_mass(logp_all, top_p) if top_p < 1 else expected
+    assert torch.allclose(sampling_logp[real], nucleus[real].detach(), atol=tolerance)
+    assert chunked.keys() == whole.keys() and "model.embed_tokens.weight" in whole  # tied: the head's weight too
+    for name, grad in whole.items():
+        assert torch.allclose(chunked[name], grad, rtol=10 * tolerance, atol=tolerance * grad.abs().max()), name
+
+
+def test_a_model_whose_logits_are_not_its_heads_is_refused(model):
+    """Softcapped or scaled logits (Gemma's, Cohere's) are not the output head's: the chunked log-probs would be
+    wrong, so they stop with one error line instead."""
+    model.config.final_logit_softcapping = 30.0
+    try:
+        with pytest.raises(SystemExit, match="^error: the model's logits are not its output head's alone"):
+            response_logprobs(model, pad_batch([[10, 11]], [[12]], pad_id=0), torch.arange(1), 1.0)
+    finally:
+        del model.config.final_logit_softcapping
