@@ -70,7 +70,7 @@ def output_head_removed(model):
     head = model.get_output_embeddings()
     model.set_output_embeddings(torch.nn.Identity())
     try:
-        yield head
+        yield
     finally:
         model.set_output_embeddings(head)
 
@@ -142,8 +142,9 @@ class ChunkedLogprobs(torch.autograd.Function):
     def forward(ctx, hidden, weight, targets, temperature, top_p):
         shape, hidden, targets = targets.shape, hidden.reshape(-1, hidden.shape[-1]), targets.reshape(-1)
         logp, entropy, sampling_logp = (torch.empty(len(targets), device=hidden.device) for _ in range(3))
-        for start in range(0, len(targets), chunk_tokens(len(weight))):
-            chunk = slice(start, start + chunk_tokens(len(weight)))
+        size = chunk_tokens(len(weight))
+        for start in range(0, len(targets), size):
+            chunk = slice(start, start + size)
             logp_all = torch.log_softmax((hidden[chunk] @ weight.T).float() / temperature, dim=-1)
             logp[chunk] = logp_all.gather(-1, targets[chunk, None]).squeeze(-1)
             entropy[chunk] = -(logp_all.exp() * logp_all).sum(-1)
@@ -162,14 +163,15 @@ class ChunkedLogprobs(torch.autograd.Function):
         grad_logp = grad_logp.reshape(-1) / ctx.temperature
         grad_hidden = torch.empty_like(hidden)
         grad_weight = torch.zeros_like(weight, dtype=torch.float32)
+        size = chunk_tokens(len(weight))
         with torch.autocast(device_type, dtype=dtype, enabled=enabled):  # the forward's products, again
-            for start in range(0, len(targets), chunk_tokens(len(weight))):
-                chunk = slice(start, start + chunk_tokens(len(weight)))
+            for start in range(0, len(targets), size):
+                chunk = slice(start, start + size)
                 probs = torch.softmax((hidden[chunk] @ weight.T).float() / ctx.temperature, dim=-1)
                 # d logp / d logits = (one-hot(target) - softmax) / temperature, times the incoming gradient
                 grad_logits = probs.mul_(-grad_logp[chunk, None])
                 grad_logits[torch.arange(len(grad_logits)), targets[chunk]] += grad_logp[chunk]
-                grad_hidden[chunk] = grad_logits @ weight
+                grad_hidden[chunk] = grad_logits @ weight  # a slice's copy: autocast's bf16 cast to hidden's dtype
                 grad_weight += grad_logits.T @ hidden[chunk]
         return grad_hidden.view(*ctx.shape, -1), grad_weight.to(weight.dtype), None, None, None
 
